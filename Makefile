@@ -1,0 +1,35 @@
+# All targets set themselves up: a fresh machine needs only python3 (>=3.10) and make.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lab demo bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make test: create .venv, install everything, run the whole suite (notebooks in smoke mode)
+test: $(STAMP)
+	bash scripts/install_browser.sh || true
+	$(PY) -m pytest -q
+
+## make lab: open the walkthrough notebooks in JupyterLab
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+## make demo: serve the Gradio app on http://127.0.0.1:7860
+demo: $(STAMP)
+	$(PY) app/app.py
+
+## make bench: layer speed benchmark
+bench: $(STAMP)
+	$(PY) benchmarks/layer_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,218 @@
+"""CAKESConv3d: a k×k×k 3D convolution replaced channel by channel by cheaper sub-kernels.
+
+Paper (Yu et al., AAAI 2021, §3.1): instead of giving all C_out output channels the same k×k×k
+kernel, output channel c gets its own sub-kernel shape s(c) ∈ {k×k×k, 1×k×k, k×1×1, …}:
+
+    y_c = W_c^{s(c)} ⊛ x,   c = 1 … C_out,
+
+so one layer mixes heterogeneous operations. Channels that share a sub-kernel form a *group*;
+every group sees all input channels. Walkthrough: ``notebooks/01_operations.ipynb``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernels import SUBKERNELS, check_subkernel, kernel_shape
+
+
+def triple(value: int | tuple[int, int, int] | list[int], what: str) -> tuple[int, int, int]:
+    """Normalise an int or a 3-sequence of positive ints (a stride) to a 3-tuple."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {value!r}")
+    if isinstance(value, int):
+        value = (value, value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {value!r}")
+    return tuple(value)  # type: ignore[return-value]
+
+
+def check_kernel_size(kernel_size: object) -> int:
+    """Return ``kernel_size`` if it is an odd positive int, else raise ValueError."""
+    if (
+        isinstance(kernel_size, bool)
+        or not isinstance(kernel_size, int)
+        or kernel_size < 1
+        or kernel_size % 2 == 0
+    ):
+        raise ValueError(f"kernel_size: expected an odd positive int, got {kernel_size!r}")
+    return kernel_size
+
+
+def normalise_split(split: Mapping[str, int], where: str = "split") -> dict[str, int]:
+    """Validate a split (sub-kernel name -> channel count) and return it in canonical order.
+
+    Zero counts are kept (a group of 0 channels is simply absent from the layer).
+
+    Raises:
+        ValueError: not a mapping, unknown sub-kernel, negative or non-integer count, or all zero.
+    """
+    if not isinstance(split, Mapping):
+        raise ValueError(
+            f"{where}: expected a dict of sub-kernel -> channel count, got {type(split).__name__}"
+        )
+    for name, count in split.items():
+        check_subkernel(name, where)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(
+                f"{where}: channel count for {name!r} must be a non-negative int, got {count!r}"
+            )
+    if sum(split.values()) == 0:
+        raise ValueError(f"{where}: expected at least one output channel, got {dict(split)}")
+    return {name: int(split[name]) for name in SUBKERNELS if name in split}
+
+
+class CAKESConv3d(nn.Module):
+    """A 3D convolution whose output channels use heterogeneous sub-kernels.
+
+    Output channels are laid out group by group in the canonical sub-kernel order of
+    :data:`cakes_lite.SUBKERNELS` (``kxkxk`` first), whatever the order of the ``split`` dict.
+    Each group uses "same" padding (``k // 2`` on its extended axes, 0 on shrunk ones), so all
+    groups agree on the output shape for any input size and stride.
+
+    Args:
+        in_channels: C_in.
+        split: sub-kernel name -> number of output channels, e.g.
+            ``{"kxkxk": 22, "1xkxk": 21, "kx1x1": 21}``; zero counts allowed, not all zero.
+        kernel_size: odd k of the layer this replaces.
+        stride: int or (d, h, w).
+        bias: add a learnable bias per output channel.
+
+    Shapes:
+        input (N, C_in, D, H, W) -> output (N, sum(split.values()), D', H', W') with
+        D' = floor((D - 1) / s_d) + 1 (likewise H', W'), exactly as ``nn.Conv3d(…, padding=k//2)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        split: Mapping[str, int],
+        kernel_size: int = 3,
+        stride: int | tuple[int, int, int] = 1,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels: expected a positive int, got {in_channels!r}")
+        self.in_channels = in_channels
+        self.kernel_size = check_kernel_size(kernel_size)
+        self.stride = triple(stride, "stride")
+        self.split = normalise_split(split)
+        self.out_channels = sum(self.split.values())
+        self.weights = nn.ParameterDict()
+        for name, count in self.split.items():
+            if count:
+                shape = kernel_shape(name, kernel_size)
+                self.weights[name] = nn.Parameter(torch.empty(count, in_channels, *shape))
+        self.bias = nn.Parameter(torch.empty(self.out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise each group like an ``nn.Conv3d`` of that group's kernel shape would be."""
+        for w in self.weights.values():
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_channels * self.kernel_size**3
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def groups(self) -> list[tuple[str, torch.Tensor, tuple[int, int, int]]]:
+        """Non-empty groups as (name, weight (n, C_in, kd, kh, kw), padding) in channel order."""
+        return [
+            (name, w, tuple(s // 2 for s in w.shape[2:]))  # type: ignore[misc]
+            for name, w in self.weights.items()
+        ]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C_in, D, H, W)
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"CAKESConv3d: expected input (N, {self.in_channels}, D, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        outs = []
+        start = 0
+        for _, w, padding in self.groups():
+            n = w.shape[0]
+            b = None if self.bias is None else self.bias[start : start + n]
+            # each group: (N, n, D', H', W')
+            outs.append(F.conv3d(x, w, b, self.stride, padding))
+            start += n
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The equivalent (out, in, k, k, k) kernel: each sub-kernel embedded at the centre.
+
+        ``F.conv3d(x, layer.dense_weight(), layer.bias, layer.stride, layer.kernel_size // 2)``
+        equals ``layer(x)``.
+        """
+        k = self.kernel_size
+        first = next(iter(self.weights.values()))
+        dense = first.new_zeros(self.out_channels, self.in_channels, k, k, k)
+        start = 0
+        for _, w, _ in self.groups():
+            n = w.shape[0]
+            # embed (n, C_in, kd, kh, kw) at the centre of (n, C_in, k, k, k)
+            sl = [slice(k // 2 - s // 2, k // 2 + s // 2 + 1) for s in w.shape[2:]]
+            dense[start : start + n, :, sl[0], sl[1], sl[2]] = w
+            start += n
+        return dense
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv3d, split: Mapping[str, int], init: str = "sum") -> CAKESConv3d:
+        """Build a CAKESConv3d that replaces ``conv`` (same in/out channels, stride, bias).
+
+        Args:
+            conv: a cubic, odd-kernel ``nn.Conv3d`` with groups=1, dilation=1, padding k//2.
+            split: channel counts summing to ``conv.out_channels``.
+            init: ``"sum"`` (each channel's dense kernel summed over the shrunk axes: exact for
+                inputs constant along them), ``"centre"`` (the central slice) or ``"random"``.
+        """
+        if init not in ("sum", "centre", "random"):
+            raise ValueError(f"init: expected 'sum', 'centre' or 'random', got {init!r}")
+        layer = cls(
+            conv.in_channels, split, conv.kernel_size[0], conv.stride, bias=conv.bias is not None
+        )
+        layer = layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        if init == "random":
+            return layer
+        k = layer.kernel_size
+        with torch.no_grad():
+            start = 0
+            for name, w, _ in layer.groups():
+                n = w.shape[0]
+                dense = conv.weight[start : start + n]  # (n, C_in, k, k, k)
+                for axis, full in enumerate(SUBKERNELS[name]):
+                    if not full:
+                        dim = 2 + axis
+                        if init == "sum":
+                            dense = dense.sum(dim=dim, keepdim=True)
+                        else:
+                            dense = dense.narrow(dim, k // 2, 1)
+                w.copy_(dense)
+                start += n
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        return layer
+
+    def extra_repr(self) -> str:
+        split = ", ".join(f"{n}={c}" for n, c in self.split.items())
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, [{split}]"
+        if self.stride != (1, 1, 1):
+            s += f", stride={self.stride}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+    def macs_per_output_voxel(self) -> int:
+        """Multiply-accumulates per output voxel (summed over all output channels)."""
+        return sum(w[0].numel() * w.shape[0] for w in self.weights.values())
