@@ -109,10 +109,13 @@ def cakes(space="video-123d", split: Mapping[str, float] | None = None) -> Build
         if split is None:
             counts = even_split(out_channels, names)
         else:
+            # largest-remainder rounding: counts sum to out_channels and are never negative
             total = float(sum(split.values()))
-            counts = {n: int(round(out_channels * split[n] / total)) for n in split}
-            first = next(iter(counts))
-            counts[first] += out_channels - sum(counts.values())
+            exact = {n: out_channels * split[n] / total for n in split}
+            counts = {n: int(v) for n, v in exact.items()}
+            by_remainder = sorted(exact, key=lambda n: counts[n] - exact[n])  # stable: dict order
+            for n in by_remainder[: out_channels - sum(counts.values())]:
+                counts[n] += 1
         return CAKESConv3d(in_channels, counts, kernel_size, stride)
 
     return build

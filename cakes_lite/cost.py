@@ -149,12 +149,14 @@ def profile(model: nn.Module, input_shape: Sequence[int] | torch.Tensor) -> Prof
         rows.append(LayerCost(chosen[m] or type(m).__name__, type(m).__name__, macs, params, shape))
 
     handles = [m.register_forward_hook(hook) for m in chosen]
-    was_training = model.training
+    # restore each module's own mode afterwards (a model may hold e.g. frozen BN in eval mode)
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         model(x)
     finally:
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
         for h in handles:
             h.remove()
     total_params = sum(p.numel() for p in model.parameters())

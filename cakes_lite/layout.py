@@ -41,14 +41,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def _same_padding(module: nn.Conv3d) -> bool:
+    # padding="same" is symmetric k // 2 for an odd kernel with dilation 1 (checked separately)
+    k = module.kernel_size[0]
+    return module.padding in ((k // 2,) * 3, "same") and module.padding_mode == "zeros"
+
+
 def is_searchable(module: nn.Module) -> bool:
     """True for an ``nn.Conv3d`` with a cubic odd kernel k > 1 that CAKES can shrink."""
     if type(module) is not nn.Conv3d:
         return False
     k = module.kernel_size
     return k[0] == k[1] == k[2] and k[0] > 1 and k[0] % 2 == 1 and module.groups == 1 \
-        and module.dilation == (1, 1, 1) and module.padding == (k[0] // 2,) * 3 \
-        and module.padding_mode == "zeros"
+        and module.dilation == (1, 1, 1) and _same_padding(module)
 
 
 def check_conv(name: str, module: nn.Module) -> None:
@@ -62,7 +67,7 @@ def check_conv(name: str, module: nn.Module) -> None:
         raise ValueError(f"layer {name!r}: expected groups=1, got groups={module.groups}")
     if module.dilation != (1, 1, 1):
         raise ValueError(f"layer {name!r}: expected dilation 1, got {module.dilation}")
-    if module.padding != (k[0] // 2,) * 3 or module.padding_mode != "zeros":
+    if not _same_padding(module):
         raise ValueError(
             f"layer {name!r}: expected zero 'same' padding {(k[0] // 2,) * 3}, "
             f"got padding={module.padding} padding_mode={module.padding_mode!r}"
@@ -137,7 +142,10 @@ class Layout(Mapping):
             return cls(data)  # plain {name: split}
         if data.get("format", FORMAT) != FORMAT:
             raise ValueError(f"layout JSON: expected format {FORMAT!r}, got {data.get('format')!r}")
-        if int(data.get("version", VERSION)) > VERSION:
+        version = data.get("version", VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"layout JSON: expected an integer version >= 1, got {version!r}")
+        if version > VERSION:
             raise ValueError(
                 f"layout JSON: version {data.get('version')} is newer than supported ({VERSION})"
             )

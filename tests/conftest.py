@@ -1,0 +1,22 @@
+"""Shared pytest set-up: `import cakes_lite` from the repo root, and a seeded torch per test."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    """Every test starts from the same RNG state (torch, python), so failures reproduce."""
+    torch.manual_seed(0)
+    random.seed(0)
