@@ -1,0 +1,24 @@
+"""Datasets: synthetic video, MNI152 tissue segmentation, and loaders for users' own data.
+
+Everything works offline (DESIGN.md §6): the synthetic video is generated, MNI152 comes from
+nilearn's wheel, and users' data is read with PyAV (video, frames), nibabel (NIfTI), numpy (npz).
+
+* :class:`SomethingLite` — something-something-lite clips with time-reversed class pairs.
+* :class:`MNI152Tissue`, :func:`load_mni152` — 4-class tissue segmentation patches / volume.
+* :func:`read_video`, :func:`write_video` — PyAV I/O (H.264 MP4 playable in browsers).
+* :class:`VideoFolder` (UCF101 / HMDB51), :class:`SomethingFrames` (SSv1 frame folders),
+  :class:`DecathlonTask` (MSD task folders), :class:`MedMNIST3D` (.npz).
+"""
+
+from .folders import SomethingFrames, VideoFolder, read_image
+from .medical import DecathlonTask, MedMNIST3D
+from .mni152 import TISSUE_CLASSES, MNI152Tissue, load_mni152
+from .synthetic_video import CLASSES, REVERSED_PAIRS, SomethingLite, make_clips
+from .transforms import CORRUPTIONS, augment_pair, corrupt
+from .video_io import read_video, uniform_indices, write_video
+
+__all__ = [
+    "CLASSES", "CORRUPTIONS", "REVERSED_PAIRS", "TISSUE_CLASSES", "DecathlonTask", "MNI152Tissue",
+    "MedMNIST3D", "SomethingFrames", "SomethingLite", "VideoFolder", "augment_pair", "corrupt",
+    "load_mni152", "make_clips", "read_image", "read_video", "uniform_indices", "write_video",
+]
