@@ -1,0 +1,73 @@
+"""Evaluate a checkpoint written by ``train`` (the model is rebuilt from its JSON config).
+
+Examples::
+
+    python -m cakes_lite eval --checkpoint runs/i3d
+    python -m cakes_lite eval --checkpoint runs/i3d --split test --samples 512 --format json
+    python -m cakes_lite eval --checkpoint runs/seg --data mni152 --patch-size 48
+
+By default the data set, its sizes and the number of samples are those of the run's validation
+set (stored in the checkpoint); any ``--data …`` option overrides them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from .train import DATA, HelpFormatter, add_data_arguments, data_config, make_dataset
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="checkpoint directory (or its checkpoint.json)")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="val",
+                        help="which split to evaluate (mni152 has train/val only)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="number of samples (default: the run's validation size)")
+    add_data_arguments(parser, required=False)
+    parser.add_argument("--device", default=None, help="cpu, cuda … (default: cuda if any)")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="human-readable lines or one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _no_nan(v):
+    """NaN (a class absent from prediction and truth) -> null, so the output is valid JSON."""
+    if isinstance(v, dict):
+        return {k: _no_nan(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_no_nan(x) for x in v]
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..train import evaluate, load_checkpoint, read_checkpoint_info
+
+    info = read_checkpoint_info(args.checkpoint)
+    stored = info.get("meta", {}).get("data", {})
+    cfg = data_config(args, stored)
+    samples = args.samples or stored.get("val_samples") or stored.get("train_samples") or 64
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ck = load_checkpoint(args.checkpoint, map_location=device)
+    ds = make_dataset(cfg, args.split, samples)
+    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.num_workers)
+    metrics = evaluate(ck.model, loader, DATA[cfg["name"]], device=device,
+                       progress=not args.no_progress)
+    out = {"checkpoint": str(args.checkpoint), "epoch": ck.epoch, "split": args.split,
+           "data": cfg["name"], **metrics}
+    if args.format == "json":
+        print(json.dumps(_no_nan(out)))
+    else:
+        for k, v in out.items():
+            if isinstance(v, list):
+                v = ", ".join(f"{x:.4f}" for x in v)
+            elif isinstance(v, float):
+                v = f"{v:.4f}"
+            print(f"{k:>12}: {v}")
+    return 0

@@ -1,0 +1,203 @@
+"""Train a network on a small subset and write a checkpoint (safetensors + JSON) every epoch.
+
+Examples::
+
+    python -m cakes_lite train --data synthetic-video --builder 3d --epochs 5 --out runs/i3d
+    python -m cakes_lite train --data synthetic-video --builder cakes:video-123d --out runs/cakes
+    python -m cakes_lite train --data synthetic-video --layout layout.json --out runs/searched
+    python -m cakes_lite train --data mni152 --builder 2d --train-samples 64 --out runs/seg2d
+    python -m cakes_lite train … --out runs/i3d --resume          # continue an interrupted run
+    torchrun --standalone --nproc_per_node=2 -m cakes_lite train … # DDP (gloo on CPU)
+
+The task follows the data: ``synthetic-video`` (something-something-lite clips) trains a
+classifier (default ``resnet3d_tiny``), ``mni152`` (MNI152 tissue patches) a segmenter (default
+``unet3d_tiny``). ``--layout`` shrinks the built model's k×k×k convs with a layout JSON (as
+written by ``python -m cakes_lite search``). ``python -m cakes_lite eval --checkpoint DIR``
+evaluates the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+DATA = {"synthetic-video": "classification", "mni152": "segmentation"}
+DEFAULT_MODEL = {"synthetic-video": "resnet3d_tiny", "mni152": "unet3d_tiny"}
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """Options that pick and size the dataset (shared with ``eval``)."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", choices=list(DATA), required=required, default=None,
+                   help="synthetic-video: classification clips; mni152: tissue segmentation")
+    g.add_argument("--frames", type=int, default=None, help="synthetic-video: frames per clip "
+                   "(default 8)")
+    g.add_argument("--size", type=int, default=None, help="synthetic-video: frame size (default "
+                   "32)")
+    g.add_argument("--patch-size", type=int, default=None, help="mni152: cubic patch size "
+                   "(default 32)")
+    g.add_argument("--spacing", type=float, default=None, help="mni152: voxel size in mm "
+                   "(default 2.0)")
+    g.add_argument("--data-seed", type=int, default=None, help="dataset seed (default 0)")
+    g.add_argument("--batch-size", type=int, default=16, help="batch size (per process)")
+    g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+
+
+def data_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dataset config from the options, missing values taken from ``base`` or defaults."""
+    base = dict(base or {})
+    cfg = {"name": args.data or base.get("name")}
+    if cfg["name"] is None:
+        raise ValueError("--data: expected one of "
+                         f"{list(DATA)} (the checkpoint does not say), got nothing")
+    if cfg["name"] == "synthetic-video":
+        cfg["frames"] = args.frames or base.get("frames", 8)
+        cfg["size"] = args.size or base.get("size", 32)
+    else:
+        cfg["patch_size"] = args.patch_size or base.get("patch_size", 32)
+        cfg["spacing"] = args.spacing or base.get("spacing", 2.0)
+    cfg["seed"] = args.data_seed if args.data_seed is not None else base.get("seed", 0)
+    return cfg
+
+
+def make_dataset(cfg: dict[str, Any], split: str, samples: int) -> Dataset:
+    """Build ``cfg["name"]``'s dataset for ``split`` with ``samples`` items."""
+    from .. import data
+
+    if samples < 1:
+        raise ValueError(f"samples: expected a positive number of samples, got {samples}")
+    if cfg["name"] == "synthetic-video":
+        return data.SomethingLite(samples, split=split, frames=cfg["frames"], size=cfg["size"],
+                                  seed=cfg["seed"])
+    if split == "test":
+        split = "val"  # MNI152 has one template: train / val slabs only
+    return data.MNI152Tissue(split=split, patch_size=cfg["patch_size"], num_patches=samples,
+                             spacing=cfg["spacing"], seed=cfg["seed"])
+
+
+def num_classes(ds: Dataset) -> int:
+    if hasattr(ds, "classes"):
+        return len(ds.classes)
+    from ..data import TISSUE_CLASSES
+
+    return len(TISSUE_CLASSES)
+
+
+def parse_model_args(pairs: list[str]) -> dict[str, Any]:
+    """``["widths=[8,16,32]", "block=basic"]`` -> kwargs (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--model-arg: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the examples in the description as written; show defaults that say something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, []) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..models import MODELS
+
+    parser.formatter_class = HelpFormatter
+
+    m = parser.add_argument_group("model")
+    m.add_argument("--model", choices=list(MODELS), default=None,
+                   help="network (default: resnet3d_tiny for video, unet3d_tiny for mni152)")
+    m.add_argument("--builder", default="3d", help="conv builder: 3d, 2d, p3d, r2plus1d, csn, "
+                   "cakes or cakes:<space> (e.g. cakes:video-123d, cakes:volume-all)")
+    m.add_argument("--layout", default=None, metavar="L.json",
+                   help="layout JSON applied with cakes_lite.shrink after building")
+    m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra model config field, JSON value (e.g. widths=[8,16,32]); repeatable")
+    add_data_arguments(parser)
+    d = parser.add_argument_group("subset")
+    d.add_argument("--train-samples", type=int, default=None,
+                   help="training samples (default 512 clips / 64 patches)")
+    d.add_argument("--val-samples", type=int, default=None,
+                   help="validation samples, 0 to skip (default 128 clips / 16 patches)")
+    t = parser.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=5, help="epochs")
+    t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    t.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")
+    t.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (weights only)")
+    t.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up, in epochs")
+    t.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap batches per epoch")
+    t.add_argument("--seed", type=int, default=0, help="training seed (data order, init)")
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if any)")
+    t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    t.add_argument("--deterministic", action="store_true", help="deterministic cuDNN")
+    t.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out if there is one")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..layout import Layout
+    from ..models import TASKS, build_model
+    from ..train import NonFiniteLossError, cleanup, fit, init_distributed, is_main
+
+    info = init_distributed()
+    cfg = data_config(args)
+    video = cfg["name"] == "synthetic-video"
+    model_name = args.model or DEFAULT_MODEL[cfg["name"]]
+    if TASKS[model_name] != DATA[cfg["name"]]:
+        raise ValueError(f"--model: {model_name!r} is for {TASKS[model_name]}, but --data "
+                         f"{cfg['name']!r} is {DATA[cfg['name']]}")
+    n_train = args.train_samples or (512 if video else 64)
+    n_val = (128 if video else 16) if args.val_samples is None else args.val_samples
+    train_ds = make_dataset(cfg, "train", n_train)
+    val_ds = make_dataset(cfg, "val", n_val) if n_val > 0 else None
+    layout = Layout.from_json(args.layout).to_dict() if args.layout else None
+    in_channels = 3 if video else 1
+    torch.manual_seed(args.seed)  # weight initialisation
+    model = build_model(model_name, num_classes=num_classes(train_ds), in_channels=in_channels,
+                        builder=args.builder, layout=layout, **parse_model_args(args.model_arg))
+    gen = torch.Generator().manual_seed(args.seed)
+    train = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, generator=gen,
+                       num_workers=args.num_workers, drop_last=len(train_ds) > args.batch_size)
+    val = DataLoader(val_ds, batch_size=args.batch_size, num_workers=args.num_workers) \
+        if val_ds is not None else None
+    key = "val_top1" if video else "val_mean_dice"
+
+    def report(rec: dict) -> None:
+        extra = f" {key} {rec[key]:.4f}" if key in rec else ""
+        print(f"epoch {rec['epoch']}/{args.epochs} loss {rec['train_loss']:.4f}{extra} "
+              f"({rec['time_s']:.1f} s)", flush=True)
+
+    meta = {"data": {**cfg, "train_samples": n_train, "val_samples": n_val},
+            "command": "python -m cakes_lite train " + " ".join(sys.argv[2:])}
+    try:
+        result = fit(model, train, val, task=DATA[cfg["name"]], epochs=args.epochs, lr=args.lr,
+                     optimizer=args.optimizer, weight_decay=args.weight_decay,
+                     warmup_epochs=args.warmup_epochs, device=args.device,
+                     amp=not args.no_amp, seed=args.seed, deterministic=args.deterministic,
+                     checkpoint_dir=args.out, resume=args.resume, meta=meta, callback=report,
+                     max_steps_per_epoch=args.max_steps_per_epoch,
+                     progress=not args.no_progress)
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        cleanup()
+        return 1
+    if is_main():
+        last = {k: v for k, v in result.last.items() if not isinstance(v, list)}
+        print(json.dumps({"checkpoint": args.out, "world_size": info.world_size, **last}))
+    cleanup()
+    return 0

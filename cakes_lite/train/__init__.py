@@ -1,0 +1,24 @@
+"""Training on small subsets: ``fit`` / ``evaluate``, metrics, checkpoints, DDP helpers.
+
+Walkthrough: ``notebooks/03_training.ipynb``.
+"""
+
+from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_info, save_checkpoint
+from .distributed import DistInfo, cleanup, init_distributed, is_distributed, is_main
+from .loop import (
+                   FitResult,
+                   NonFiniteLossError,
+                   default_param_groups,
+                   evaluate,
+                   fit,
+                   make_optimizer,
+                   seed_epoch,
+)
+from .metrics import dice_counts, dice_from_counts, mean_foreground, soft_dice_loss, top1_correct
+from .schedule import warmup_cosine
+
+__all__ = ["Checkpoint", "DistInfo", "FitResult", "NonFiniteLossError", "cleanup",
+           "default_param_groups", "dice_counts", "dice_from_counts", "evaluate", "fit",
+           "init_distributed", "is_distributed", "is_main", "load_checkpoint", "make_optimizer",
+           "mean_foreground", "read_checkpoint_info", "save_checkpoint", "seed_epoch",
+           "soft_dice_loss", "top1_correct", "warmup_cosine"]

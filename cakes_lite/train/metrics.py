@@ -1,0 +1,120 @@
+"""Metrics and losses: top-1 accuracy, per-class Dice (dataset-level), soft Dice loss.
+
+Metrics are accumulated as sums (:class:`Meter`) so they can be added over batches and
+all-reduced over DDP ranks before the final division.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def top1_correct(logits: torch.Tensor, targets: torch.Tensor) -> int:
+    """Number of samples whose arg-max class equals the target. logits (N, C), targets (N,)."""
+    return int((logits.argmax(dim=1) == targets).sum())
+
+
+def dice_counts(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class (intersection, predicted, target) voxel counts of a batch.
+
+    Args:
+        logits: (N, C, D, H, W).
+        targets: (N, D, H, W) integer labels in [0, C).
+
+    Returns:
+        (3, C) float64 tensor: |P ∩ G|, |P|, |G| per class c.
+    """
+    pred = logits.argmax(dim=1).flatten()  # (N·D·H·W,)
+    gt = targets.flatten().to(pred.device)
+    inter = torch.bincount(gt[pred == gt], minlength=num_classes)[:num_classes]
+    p = torch.bincount(pred, minlength=num_classes)[:num_classes]
+    g = torch.bincount(gt, minlength=num_classes)[:num_classes]
+    return torch.stack([inter, p, g]).double().cpu()
+
+
+def dice_from_counts(counts: torch.Tensor) -> list[float]:
+    """Dice_c = 2 |P_c ∩ G_c| / (|P_c| + |G_c|) per class; NaN where a class is absent from
+    both prediction and ground truth. counts: (3, C) from :func:`dice_counts` (summed)."""
+    inter, p, g = counts
+    denom = p + g
+    return [float(2 * i / d) if d > 0 else math.nan for i, d in zip(inter, denom)]
+
+
+def mean_foreground(dice: list[float]) -> float:
+    """Mean of the Dice scores of classes 1 … C-1 (background excluded), ignoring NaNs."""
+    vals = [d for d in dice[1:] if not math.isnan(d)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - mean over foreground classes of the soft Dice of the softmax probabilities.
+
+    loss = 1 - (1/(C-1)) Σ_{c≥1} (2 Σ p_c g_c + ε) / (Σ p_c + Σ g_c + ε)
+    logits (N, C, D, H, W), targets (N, D, H, W).
+    """
+    c = logits.shape[1]
+    prob = logits.float().softmax(dim=1)
+    # one-hot (N, D, H, W, C) -> (N, C, D, H, W)
+    onehot = F.one_hot(targets.long(), c).movedim(-1, 1).to(prob.dtype)
+    dims = (0, 2, 3, 4)
+    inter = (prob * onehot).sum(dims)
+    denom = prob.sum(dims) + onehot.sum(dims)
+    dice = (2 * inter + eps) / (denom + eps)
+    return 1 - dice[1:].mean() if c > 1 else 1 - dice.mean()
+
+
+def default_loss(task: str):
+    """Cross-entropy for classification; cross-entropy + soft Dice for segmentation."""
+    if task == "classification":
+        return F.cross_entropy
+    if task == "segmentation":
+        return lambda logits, y: F.cross_entropy(logits, y) + soft_dice_loss(logits, y)
+    raise ValueError(f"task: expected 'classification' or 'segmentation', got {task!r}")
+
+
+class Meter:
+    """Running sums for one pass over a loader: loss·n, n, correct (cls) or Dice counts (seg)."""
+
+    def __init__(self, task: str, num_classes: int | None = None):
+        self.task, self.num_classes = task, num_classes
+        self.loss_sum, self.n, self.correct = 0.0, 0, 0
+        self.counts: torch.Tensor | None = None
+        if task == "segmentation" and num_classes:  # same size on every DDP rank
+            self.counts = torch.zeros(3, num_classes, dtype=torch.float64)
+
+    def update(self, loss: float, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        n = targets.shape[0]
+        self.loss_sum += float(loss) * n
+        self.n += n
+        if self.task == "classification":
+            self.correct += top1_correct(logits, targets)
+        else:
+            c = self.num_classes or logits.shape[1]
+            counts = dice_counts(logits, targets, c)
+            self.counts = counts if self.counts is None else self.counts + counts
+
+    def as_tensor(self) -> torch.Tensor:
+        """Flat float64 vector [loss_sum, n, correct, counts…] (for all-reduce)."""
+        extra = self.counts.flatten() if self.counts is not None else torch.zeros(0)
+        base = torch.tensor([self.loss_sum, self.n, self.correct], dtype=torch.float64)
+        return torch.cat([base, extra.double()])
+
+    def load_tensor(self, t: torch.Tensor) -> None:
+        self.loss_sum, self.n, self.correct = float(t[0]), int(t[1]), int(t[2])
+        if self.counts is not None:
+            self.counts = t[3:].view(3, -1)
+
+    def result(self, prefix: str = "") -> dict:
+        """``{loss, n, top1}`` or ``{loss, n, dice (per class), mean_dice}``."""
+        n = max(self.n, 1)
+        out = {f"{prefix}loss": self.loss_sum / n, f"{prefix}n": self.n}
+        if self.task == "classification":
+            out[f"{prefix}top1"] = self.correct / n
+        elif self.counts is not None:
+            dice = dice_from_counts(self.counts)
+            out[f"{prefix}dice"] = dice
+            out[f"{prefix}mean_dice"] = mean_foreground(dice)
+        return out

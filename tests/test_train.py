@@ -1,0 +1,225 @@
+"""Training: schedule, metrics, loss goes down, resume equivalence, NaN stop, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from cakes_lite import CAKESConv3d, Layout, shrink
+from cakes_lite.models import resnet3d_tiny, unet3d_tiny
+from cakes_lite.train import (
+    NonFiniteLossError,
+    default_param_groups,
+    dice_counts,
+    dice_from_counts,
+    evaluate,
+    fit,
+    load_checkpoint,
+    mean_foreground,
+    read_checkpoint_info,
+    save_checkpoint,
+    warmup_cosine,
+)
+from cakes_lite.train import checkpoint as ckpt_module
+
+TINY = {"widths": [8, 8, 16], "stem_width": 8}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to other jobs on shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def video_data(n=24, classes=3, seed=0):
+    """Clips whose class sets the mean brightness of one colour channel (easy to learn)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = 0.5 * torch.randn(n, 3, 4, 12, 12, generator=g)
+    x[torch.arange(n), y] += 1.0
+    return TensorDataset(x, y)
+
+
+def loader(ds, batch_size=8, shuffle=True):
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle)
+
+
+def small_resnet(dropout=0.0):
+    torch.manual_seed(0)
+    return resnet3d_tiny(num_classes=3, dropout=dropout, **TINY)
+
+
+@pytest.mark.parametrize("step, total, warmup, m, expected", [
+    (0, 10, 4, 0.0, 0.25),  # linear warm-up from lr/warmup
+    (3, 10, 4, 0.0, 1.0),  # warm-up reaches the peak
+    (4, 10, 4, 0.0, 1.0),  # cosine starts at the peak
+    (7, 10, 4, 0.0, 0.5),  # half-way down the cosine
+    (10, 10, 4, 0.1, 0.1),  # ends at the floor
+    (0, 10, 0, 0.0, 1.0),  # no warm-up
+])
+def test_warmup_cosine(step, total, warmup, m, expected):
+    assert warmup_cosine(step, total, warmup, m) == pytest.approx(expected)
+
+
+def test_dice_and_top1_metrics():
+    # 1 sample of 2×1×1 voxels… as (N, C, D, H, W) logits over 3 classes
+    target = torch.tensor([[[[0, 1, 1, 1]]]])  # (1, 1, 1, 4)
+    pred = torch.tensor([0, 1, 0, 0])
+    logits = torch.nn.functional.one_hot(pred, 3).T.reshape(1, 3, 1, 1, 4).float()
+    dice = dice_from_counts(dice_counts(logits, target, 3))
+    assert dice[0] == pytest.approx(2 * 1 / (3 + 1))  # |P|=3, |G|=1, |P∩G|=1
+    assert dice[1] == pytest.approx(2 * 1 / (1 + 3))
+    assert math.isnan(dice[2])  # class 2 absent from both
+    assert mean_foreground(dice) == pytest.approx(0.5)  # NaN ignored, background excluded
+
+
+def test_fit_reduces_loss_and_reports_metrics():
+    ds = video_data()
+    result = fit(small_resnet(), loader(ds), loader(ds, shuffle=False), epochs=4, lr=5e-3,
+                 progress=False)
+    h = result.history
+    assert [r["epoch"] for r in h] == [1, 2, 3, 4] and h[-1]["step"] == 12
+    assert h[-1]["train_loss"] < 0.7 * h[0]["train_loss"]
+    assert h[-1]["val_top1"] > 0.6 and h[-1]["val_n"] == len(ds)
+    assert evaluate(result.model, loader(ds, shuffle=False))["top1"] == h[-1]["val_top1"]
+
+
+def test_segmentation_fit_and_per_class_dice():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 1, 8, 8, 8, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 0] > 1).long()  # 3 classes from intensity
+    ds = TensorDataset(x, y)
+    torch.manual_seed(0)
+    model = unet3d_tiny(num_classes=3, widths=[4, 8])
+    h = fit(model, loader(ds, 4), loader(ds, 4, False), task="segmentation", epochs=3, lr=1e-2,
+            progress=False).history
+    assert len(h[-1]["val_dice"]) == 3 and 0.0 <= h[-1]["val_mean_dice"] <= 1.0
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, optimizer):
+    ds = video_data(n=20)  # 3 batches per epoch, the last one short
+    kw = {"epochs": 3, "lr": 5e-3, "optimizer": optimizer, "warmup_epochs": 1, "seed": 3,
+          "progress": False}
+    full = fit(small_resnet(dropout=0.3), loader(ds), **kw)
+
+    def stop_after_2(rec):
+        return rec["epoch"] == 2  # returning True stops the run
+
+    part = fit(small_resnet(dropout=0.3), loader(ds), checkpoint_dir=tmp_path,
+               callback=stop_after_2, **kw)
+    assert len(part.history) == 2
+    torch.manual_seed(123)  # the resumed process starts from some other RNG state
+    resumed = fit(small_resnet(dropout=0.3), loader(ds), checkpoint_dir=tmp_path, resume=True,
+                  **kw)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    a, b = _weights(full.model), _weights(resumed.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # bit-exact, BN statistics included
+    assert resumed.history[-1]["train_loss"] == full.history[-1]["train_loss"]
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    ds = video_data(n=16)
+    calls = {"n": 0}
+
+    def loss_fn(logits, y):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return loss * float("nan") if calls["n"] == 4 else loss  # epoch 2, batch 2
+
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, batch 2") as err:
+        fit(small_resnet(), loader(ds), epochs=3, loss_fn=loss_fn, checkpoint_dir=tmp_path,
+            progress=False)
+    assert isinstance(err.value, FloatingPointError) and str(tmp_path) in str(err.value)
+    ck = load_checkpoint(tmp_path)
+    assert ck.epoch == 1
+    floats = [v for v in ck.model.state_dict().values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in floats)
+
+
+def test_checkpoint_round_trip_with_layout_and_optimizer(tmp_path):
+    model = resnet3d_tiny(num_classes=3, **TINY)
+    layout = Layout.uniform(model, "video-123d")
+    model = shrink(model, layout)  # shrunk after building: the checkpoint must remember
+    ds = video_data(n=8)
+    result = fit(model, loader(ds), epochs=1, checkpoint_dir=tmp_path, meta={"note": "x"},
+                 progress=False)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint.json", "model-e0001.safetensors", "state-e0001.safetensors"]
+    info = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert Layout.from_dict(info["layout"]) == layout and info["meta"]["note"] == "x"
+
+    ck = load_checkpoint(tmp_path)  # rebuilt from JSON, layout re-applied, weights loaded
+    assert {n for n, m in ck.model.named_modules() if isinstance(m, CAKESConv3d)} == set(layout)
+    x = torch.randn(2, 3, 4, 12, 12)
+    result.model.eval(), ck.model.eval()
+    torch.testing.assert_close(ck.model(x), result.model(x), rtol=0, atol=0)
+
+    opt = torch.optim.AdamW(default_param_groups(ck.model, 0.05))
+    load_checkpoint(tmp_path, ck.model, optimizer=opt)
+    state = opt.state_dict()["state"]
+    assert len(state) == len(list(ck.model.parameters()))
+    assert all(torch.isfinite(s["exp_avg_sq"]).all() for s in state.values())
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    model = resnet3d_tiny(num_classes=3, **TINY)
+    save_checkpoint(tmp_path, model, epoch=1)
+    before = (tmp_path / "checkpoint.json").read_text()
+
+    def broken(tensors, path, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_module, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, model, epoch=2)
+    assert (tmp_path / "checkpoint.json").read_text() == before  # old checkpoint intact
+    assert read_checkpoint_info(tmp_path)["epoch"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    load_checkpoint(tmp_path)
+
+
+def test_step_hook_param_groups_and_optimizer_factory():
+    ds = video_data(n=16)
+    seen = []
+
+    def hook(model):
+        seen.append(all(p.grad is not None for p in model.parameters()))
+
+    def factory(groups):
+        assert [g["weight_decay"] for g in groups] == [0.1, 0.0]  # no decay on BN γ/β, biases
+        return torch.optim.SGD(groups, lr=0.01, momentum=0.9)
+
+    result = fit(small_resnet(), loader(ds), epochs=2, optimizer=factory, weight_decay=0.1,
+                 step_hook=hook, progress=False)
+    assert seen == [True] * 4 and result.history[-1]["lr"] < 0.01
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"task": "detection"}, "task: expected one of"),
+    ({"epochs": 0}, "epochs: expected a positive int"),
+    ({"lr": 0.0}, "lr: expected a positive float"),
+    ({"optimizer": "lamb"}, "optimizer: expected 'adamw', 'sgd' or a callable"),
+])
+def test_fit_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(small_resnet(), loader(video_data(n=8)), progress=False, **kwargs)
+
+
+def test_resume_from_missing_path_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint.json"):
+        fit(small_resnet(), loader(video_data(n=8)), resume=tmp_path / "nope", progress=False)
