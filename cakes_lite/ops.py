@@ -15,9 +15,9 @@ import math
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from . import fastconv
 from .kernels import SUBKERNELS, check_subkernel, kernel_shape
 
 
@@ -25,6 +25,7 @@ def triple(value: int | tuple[int, int, int] | list[int], what: str) -> tuple[in
     """Normalise an int or a 3-sequence of positive ints (a stride) to a 3-tuple."""
     if isinstance(value, bool):
         raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {value!r}")
+    given = value
     if isinstance(value, int):
         value = (value, value, value)
     if (
@@ -32,7 +33,7 @@ def triple(value: int | tuple[int, int, int] | list[int], what: str) -> tuple[in
         or len(value) != 3
         or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     ):
-        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {value!r}")
+        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {given!r}")
     return tuple(value)  # type: ignore[return-value]
 
 
@@ -90,6 +91,8 @@ class CAKESConv3d(nn.Module):
     Shapes:
         input (N, C_in, D, H, W) -> output (N, sum(split.values()), D', H', W') with
         D' = floor((D - 1) / s_d) + 1 (likewise H', W'), exactly as ``nn.Conv3d(…, padding=k//2)``.
+        The output is in ``torch.channels_last_3d`` memory (the fast path computes it that way;
+        following layers run faster on it too); call ``.contiguous()`` if you need NCDHW strides.
     """
 
     def __init__(
@@ -114,6 +117,9 @@ class CAKESConv3d(nn.Module):
                 shape = kernel_shape(name, kernel_size)
                 self.weights[name] = nn.Parameter(torch.empty(count, in_channels, *shape))
         self.bias = nn.Parameter(torch.empty(self.out_channels)) if bias else None
+        #: forward implementation: "fast" (default), "direct" (one conv3d per group + cat, as the
+        #: official code) or "direct_cl" (the same on channels_last_3d); all give equal results.
+        self.impl = "fast"
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -139,15 +145,8 @@ class CAKESConv3d(nn.Module):
                 f"CAKESConv3d: expected input (N, {self.in_channels}, D, H, W), "
                 f"got {tuple(x.shape)}"
             )
-        outs = []
-        start = 0
-        for _, w, padding in self.groups():
-            n = w.shape[0]
-            b = None if self.bias is None else self.bias[start : start + n]
-            # each group: (N, n, D', H', W')
-            outs.append(F.conv3d(x, w, b, self.stride, padding))
-            start += n
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        # groups share big conv calls (see cakes_lite/fastconv.py); output in channels_last_3d
+        return fastconv.forward(x, list(self.weights.values()), self.bias, self.stride, self.impl)
 
     def dense_weight(self) -> torch.Tensor:
         """The equivalent (out, in, k, k, k) kernel: each sub-kernel embedded at the centre.
@@ -182,6 +181,11 @@ class CAKESConv3d(nn.Module):
         layer = cls(
             conv.in_channels, split, conv.kernel_size[0], conv.stride, bias=conv.bias is not None
         )
+        if layer.out_channels != conv.out_channels:
+            raise ValueError(
+                f"split: must sum to conv.out_channels={conv.out_channels}, "
+                f"got {layer.out_channels} ({layer.split})"
+            )
         layer = layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
         if init == "random":
             return layer

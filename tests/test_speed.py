@@ -1,0 +1,116 @@
+"""The fast CAKESConv3d paths (cakes_lite/fastconv.py) equal the dense reference, forward and
+gradients; the latency helpers (cakes_lite/speed.py) return what they promise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cakes_lite as cl
+from cakes_lite import fastconv
+from cakes_lite.speed import compare_latency, latency, latency_samples
+
+C_IN = 64  # the plan depends on C_in (the cost model's per-call terms)
+# (id, split, stride, input size (D, H, W), kernel size, bias, the parts of the plan it must use:
+#  "direct" conv3d, folded "taps" conv2d, (k_d, 1) "columns" conv2d)
+CASES = [
+    ("kxkxk-16-conv3d", {"kxkxk": 16}, 1, (3, 4, 5), 3, False, {"direct"}),
+    ("kxkxk-5-folded", {"kxkxk": 5}, 1, (3, 4, 5), 3, True, {"taps"}),
+    ("even-split-partly-conv3d", {"kxkxk": 22, "1xkxk": 21, "kx1x1": 21}, 1, (3, 4, 5), 3, True,
+     {"direct", "taps", "columns"}),
+    ("small-all-folded", {"kxkxk": 3, "1xkxk": 2, "kx1x1": 2}, 1, (5, 6, 4), 3, True,
+     {"taps", "columns"}),
+    ("volume-all-small-groups", {n: 2 for n in cl.SPACES["volume-all"]}, 1, (5, 4, 6), 3,
+     False, {"taps", "columns"}),
+    ("volume-all-families", {n: 12 for n in cl.SPACES["volume-all"]}, 1, (3, 4, 3), 3, True,
+     {"direct", "taps", "columns"}),
+    ("volume-2d-spatial-stride", {"1xkxk": 2, "kx1xk": 3, "kxkx1": 1}, (1, 2, 2), (4, 7, 5), 3,
+     True, {"taps"}),
+    ("temporal-stride-conv3d", {"kxkxk": 16, "1xkxk": 16, "kx1x1": 16, "1x1x1": 16}, (2, 1, 2),
+     (5, 5, 4), 3, True, {"direct", "columns"}),
+    ("columns-strided", {"kx1x1": 3, "1x1x1": 2}, (2, 2, 3), (5, 7, 7), 3, True,
+     {"columns"}),
+    ("depth-smaller-than-kernel", {"kxkxk": 2, "1xkxk": 3, "kx1xk": 2}, 1, (2, 5, 5), 5, True,
+     {"taps"}),
+    ("k5-anisotropic", {"kxkxk": 3, "1xkxk": 2, "kx1x1": 2, "1xkx1": 1}, (1, 1, 2), (6, 3, 9), 5,
+     False, {"taps", "columns"}),
+]
+
+
+def _reference(layer: cl.CAKESConv3d, x: torch.Tensor) -> torch.Tensor:
+    k = layer.kernel_size
+    return F.conv3d(x, layer.dense_weight(), layer.bias, layer.stride, k // 2)
+
+
+@pytest.mark.parametrize("split,stride,size,k,bias,path", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_fast_path_equals_dense_reference(split, stride, size, k, bias, path):
+    layer = cl.CAKESConv3d(C_IN, split, k, stride, bias).double()
+    direct, columns, taps, _ = fastconv._plan(list(layer.weights.values()), layer.bias,
+                                              layer.stride)
+    # the case really exercises the path it is named for
+    parts = [("direct", direct), ("taps", taps), ("columns", columns)]
+    assert {name for name, part in parts if part} == path
+    x = torch.randn(2, C_IN, *size, dtype=torch.double, requires_grad=True)
+    y = layer(x)
+    ref = _reference(layer, x)
+    assert y.shape == ref.shape
+    torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(ref)
+    params = [x, *layer.parameters()]
+    got = torch.autograd.grad(y, params, g)
+    want = torch.autograd.grad(ref, params, g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_fast_path_float32_channels_last_input_and_output():
+    """A network in channels_last_3d stays in it, and float32 results match within rounding."""
+    layer = cl.CAKESConv3d(8, {"kxkxk": 5, "1xkxk": 6, "kx1x1": 5})
+    x = torch.randn(1, 8, 4, 6, 6).contiguous(memory_format=torch.channels_last_3d)
+    y = layer(x)
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(y, _reference(layer, x), rtol=1e-4, atol=1e-4)
+
+
+def test_single_full_group_equals_nn_conv3d():
+    conv = nn.Conv3d(3, 16, 3, 1, 1, bias=True)
+    layer = cl.CAKESConv3d.from_conv(conv, {"kxkxk": 16})
+    x = torch.randn(1, 3, 5, 6, 7)
+    torch.testing.assert_close(layer(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_impl_is_rejected():
+    layer = cl.CAKESConv3d(2, {"kxkxk": 1})
+    layer.impl = "magic"
+    with pytest.raises(ValueError, match="impl"):
+        layer(torch.randn(1, 2, 3, 3, 3))
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_compare_latency_returns_positive_medians(backward):
+    x = torch.randn(1, 2, 3, 4, 4)
+    layer = cl.CAKESConv3d(2, {"kxkxk": 1, "1xkxk": 1})
+    cases = {"cakes": (layer, x), "conv": (nn.Conv3d(2, 2, 3, padding=1), x)}
+    medians = compare_latency(cases, repeats=3, warmup=1, backward=backward)
+    assert set(medians) == {"cakes", "conv"}
+    assert all(t > 0 for t in medians.values())
+    # timing must not leave gradients behind on the caller's layer or input
+    assert all(p.grad is None for p in layer.parameters())
+    assert x.grad is None
+
+
+def test_latency_samples_counts_and_progress():
+    calls = []
+    samples = latency_samples({"id": (nn.Identity(), torch.zeros(1))}, repeats=4, warmup=2,
+                              progress=lambda r, total: calls.append((r, total)))
+    assert len(samples["id"]) == 4
+    assert calls[-1] == (6, 6)
+    with pytest.raises(ValueError, match="repeats"):
+        latency_samples({"id": (nn.Identity(), torch.zeros(1))}, repeats=0)
+
+
+def test_latency_of_model_on_shape():
+    assert latency(nn.Conv3d(2, 3, 1), (1, 2, 2, 2, 2), repeats=2, warmup=0) > 0
