@@ -9,5 +9,9 @@ from .cost import Profile, profile
 from .kernels import SPACES, SUBKERNELS, kernel_shape, kernel_volume, resolve_space
 from .layout import Layout, shrink
 from .ops import CAKESConv3d
+from .speed import compare_latency, latency
+from .models import MODELS, build_model, resnet3d_tiny, unet3d_tiny
+from .train import evaluate, fit, load_checkpoint, save_checkpoint
+from .search import SearchConv3d, SearchResult, derive_layout, run_search, sparsity_step, supernet
 
 __version__ = "0.1.0"

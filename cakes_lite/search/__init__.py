@@ -1,0 +1,21 @@
+"""The "Automatic" in CAKES: supernet, importance, sparsity, layout derivation, the search loop.
+
+* :mod:`.supernet` — :class:`SearchConv3d` and :func:`supernet` (performance / cost priority)
+* :mod:`.sparsity` — :func:`importance`, :func:`sparsity_step`, :func:`param_groups`
+* :mod:`.derive` — :func:`derive_layout` (per layer as in the paper, or under a global budget)
+* :mod:`.run` — :func:`run_search` → :class:`SearchResult`
+
+Walkthrough: ``notebooks/02_search.ipynb``.
+"""
+
+from .derive import derive_layout
+from .run import DEFAULT_SPARSITY, SearchResult, run_search
+from .sparsity import cost_weights, importance, param_groups, sparsity_step
+from .layer import SearchConv3d, rank_candidates
+from .supernet import search_layers, supernet
+
+__all__ = [
+    "DEFAULT_SPARSITY", "SearchConv3d", "SearchResult", "cost_weights", "derive_layout",
+    "importance", "param_groups", "rank_candidates", "run_search", "search_layers",
+    "sparsity_step", "supernet",
+]

@@ -1,0 +1,313 @@
+"""The supernet layer :class:`SearchConv3d` (paper §3.2, DESIGN.md §5).
+
+A SearchConv3d replacing a k×k×k conv with C_out outputs holds, for each of the n candidate
+sub-kernels of the search space, a full set of C_out filters, and one BatchNorm3d over all
+n·C_out *candidate channels*. Candidate j = i·C_out + c is filter c of sub-kernel i (canonical
+order, ``kxkxk`` first); its BN scale |γ_j| is its importance. Two ways to train it:
+
+* **performance priority** (CAKES^P): each training step samples exactly C_out of the n·C_out
+  candidates — for every output channel c one of its n candidates (i, c), uniformly — and runs
+  conv + BN for those only: the sampled filters are gathered from the sub-kernels' weights and
+  zero-embedded into one (C_out, C_in, k, k, k) kernel, so a step costs about what the original
+  layer costs (one conv3d of C_out filters; nothing of the other candidates is computed) and
+  the next layer always sees C_out channels. We sample per channel rather than any C_out of
+  the n·C_out (the official code) so that channel c always carries "feature c" computed by one
+  of its sub-kernels: the next layer's weights keep a meaning from step to step, the supernet
+  learns in tens of steps instead of hundreds, and γ_{i,c} measures how well sub-kernel i can
+  produce feature c. BN uses the sampled channels' γ, β and running statistics, and the
+  updated statistics are written back (the official code updates copies). In eval mode every
+  channel c uses its current best candidate, argmax_i |γ_{i,c}| (ties: round robin).
+* **cost priority** (CAKES^C): all n·C_out candidates run; output channel c is the *sum* of
+  its n candidates after BN,  y_c = Σ_i (γ_{i,c} · x̂_{i,c} + β_{i,c}).  We sum rather than
+  concatenate because the next layer is the model's own and expects C_out channels, and because
+  then every γ_{i,c} is a per-channel, per-sub-kernel gate: L1 on the γ (weighted by the
+  sub-kernel's cost, :func:`~cakes_lite.sparsity_step`) switches expensive candidates off
+  where the cheap ones suffice, and the survivors keep computing the same channel c. γ start at
+  γ_0/n so the sum starts at the scale of one BN. The supernet starts from an *even split*:
+  all candidates are equal at the start, and the deterministic tie-break of
+  :func:`rank_candidates` (round robin over sub-kernels) then derives the even split.
+
+In both modes :func:`~cakes_lite.derive_layout` counts, as the paper does, the top C_out of the
+n·C_out candidates by |γ| per layer; in performance mode that can differ by a few channels from
+the per-channel argmax the eval-mode forward uses (which must give every channel one candidate).
+
+Walkthrough: ``notebooks/02_search.ipynb``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import fastconv
+from ..kernels import kernel_shape, kernel_volume, resolve_space
+from ..ops import check_kernel_size, triple
+
+MODES = ("performance", "cost")
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode: expected 'performance' or 'cost', got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def rank_candidates(scores: torch.Tensor) -> torch.Tensor:
+    """Candidate indices, most important first, with a deterministic round-robin tie-break.
+
+    Args:
+        scores: (n, C_out) importance of candidate (sub-kernel i, channel c).
+
+    Returns:
+        (n·C_out,) flat indices j = i·C_out + c ordered by descending score, ties broken by
+        channel c, then sub-kernel i (so equal scores give an even split, remainder to the
+        first, most expensive sub-kernels, as :func:`cakes_lite.baselines.even_split`).
+    """
+    n, c_out = scores.shape
+    # tie-break order: (c, i) -> j = i·C_out + c; a stable sort by -score keeps it among ties
+    tie = torch.arange(n * c_out).view(n, c_out).t().reshape(-1)
+    flat = scores.detach().reshape(-1).to(torch.float64).cpu()
+    order = torch.sort(-flat[tie], stable=True).indices
+    return tie[order]
+
+
+def _contiguous_grad(y: torch.Tensor) -> None:
+    """Make the gradient arriving at the BN output NCDHW-contiguous like the BN input: the next
+    layer's fast conv path (channels_last_3d) would otherwise send a channels_last gradient,
+    and BatchNorm's CPU backward on mixed memory formats is several times slower."""
+    if y.requires_grad:
+        y.register_hook(lambda g: g.contiguous())
+
+
+class SearchConv3d(nn.Module):
+    """Supernet layer: n candidate sub-kernels × C_out filters, one BN over n·C_out channels.
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out, the width the next layer sees in both modes.
+        candidates: a space name (``"video-123d"``) or a list of sub-kernel names.
+        kernel_size: odd k of the layer this replaces.
+        stride: int or (d, h, w).
+        mode: ``"performance"`` (sample C_out candidates per step) or ``"cost"`` (run all,
+            sum the n candidates of each channel); settable later via ``layer.mode = …``.
+
+    Shapes:
+        input (N, C_in, D, H, W) -> output (N, C_out, D', H', W'), as
+        ``nn.Conv3d(C_in, C_out, k, stride, padding=k//2)`` followed by BN.
+
+    Attributes:
+        output_size: (D', H', W') of the last forward (used for MACs in derive_layout).
+        last_counts: sub-kernel -> channels computed in the last forward.
+        impl: how performance mode convolves: ``"dense"`` (default: the C_out sampled filters
+            zero-embedded in k×k×k kernels, one conv3d: on CPU a split layer is barely faster
+            than the full conv at these widths, and this needs no extra calls) or
+            ``"fast"`` / ``"direct"`` (one call per sub-kernel family, :mod:`cakes_lite.fastconv`).
+            Cost mode always groups (``"fast"`` unless ``"direct"``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, candidates="video-123d",
+                 kernel_size: int = 3, stride=1, mode: str = "performance") -> None:
+        super().__init__()
+        for what, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{what}: expected a positive int, got {v!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.candidates = resolve_space(candidates)
+        self.kernel_size = check_kernel_size(kernel_size)
+        self.stride = triple(stride, "stride")
+        self._mode = check_mode(mode)
+        n = len(self.candidates)
+        self.weights = nn.ParameterDict({
+            name: nn.Parameter(torch.empty(out_channels, in_channels,
+                                           *kernel_shape(name, kernel_size)))
+            for name in self.candidates
+        })
+        self.bn = nn.BatchNorm3d(n * out_channels)
+        self.output_size: tuple[int, ...] | None = None
+        self.last_counts: dict[str, int] | None = None
+        self.source_bn: str | None = None  # name of the model's BN this layer absorbed
+        self.impl = "dense"  # see the class docstring
+        self.reset_parameters()
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = check_mode(value)
+
+    def reset_parameters(self) -> None:
+        """Filters like ``nn.Conv3d`` of each kernel shape; γ = 1 (performance) or 1/n (cost)."""
+        for w in self.weights.values():
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+        self.bn.reset_parameters()
+        if self._mode == "cost":
+            with torch.no_grad():
+                self.bn.weight.fill_(1.0 / len(self.candidates))
+
+    # -- importance and selection ---------------------------------------------------------
+    def importance(self) -> torch.Tensor:
+        """(n, C_out) |γ| of every candidate channel (detached)."""
+        return self.bn.weight.detach().abs().view(len(self.candidates), self.out_channels)
+
+    def _per_channel(self, op: torch.Tensor) -> torch.Tensor:
+        """Flat indices in channel order, idx[c] = op[c]·C_out + c, for one sub-kernel per c."""
+        c_out = self.out_channels
+        return (op.cpu() * c_out + torch.arange(c_out)).to(self.bn.weight.device)
+
+    def selected(self) -> torch.Tensor:
+        """Eval mode: per channel c the candidate with the largest |γ_{i,c}| (ties: the
+        sub-kernel (c + t) mod n for the smallest t, i.e. round robin), as flat indices
+        in channel order."""
+        n, c_out = len(self.candidates), self.out_channels
+        scores = self.importance().to(torch.float64).cpu()  # (n, C_out)
+        # rotate each column so that index t means sub-kernel (c + t) mod n; argmax takes the
+        # first maximum, which is the round-robin tie-break
+        shift = (torch.arange(n).view(n, 1) + torch.arange(c_out).view(1, c_out)) % n
+        t = torch.gather(scores, 0, shift).argmax(dim=0)
+        return self._per_channel((torch.arange(c_out) + t) % n)
+
+    def sample(self) -> torch.Tensor:
+        """Training: one uniformly drawn candidate per channel, as flat indices in channel
+        order (exactly C_out of the n·C_out candidates)."""
+        return self._per_channel(torch.randint(len(self.candidates), (self.out_channels,)))
+
+    def counts(self, idx: torch.Tensor) -> dict[str, int]:
+        """Sub-kernel -> number of the flat candidate indices ``idx`` that belong to it."""
+        per_op = torch.bincount(idx.cpu() // self.out_channels, minlength=len(self.candidates))
+        return {name: int(c) for name, c in zip(self.candidates, per_op.tolist())}
+
+    # -- forward --------------------------------------------------------------------------
+    def _grouped(self, x: torch.Tensor, rows: list[torch.Tensor | None]) -> torch.Tensor:
+        """The candidates' convolutions, groups concatenated in canonical order (one entry of
+        ``rows`` per sub-kernel: filter indices to compute, None for all, empty to skip)."""
+        weights = [w if r is None else w.index_select(0, r)  # only these filters are computed
+                   for w, r in zip((self.weights[n] for n in self.candidates), rows)
+                   if r is None or r.numel()]
+        # groups share conv calls where that is faster (cakes_lite/fastconv.py), as CAKESConv3d
+        impl = "fast" if self.impl == "dense" else self.impl
+        y = fastconv.forward(x, weights, None, self.stride, impl)
+        # NCDHW again: BatchNorm's CPU backward is many times slower on channels_last_3d input
+        # whenever the incoming gradient is not channels_last too
+        return y.contiguous()
+
+    def _embedded(self, op: torch.Tensor) -> torch.Tensor:
+        """(C_out, C_in, k, k, k): filter c of sub-kernel op[c], zero-embedded at the centre."""
+        k = self.kernel_size
+        padded = []
+        for name in self.candidates:
+            w = self.weights[name]  # (C_out, C_in, kd, kh, kw)
+            pd, ph, pw = ((k - s) // 2 for s in w.shape[2:])
+            padded.append(F.pad(w, (pw, pw, ph, ph, pd, pd)))
+        # (n, C_out, C_in, k, k, k) -> row (op[c], c) for every channel c
+        return torch.stack(padded)[op, torch.arange(self.out_channels, device=op.device)]
+
+    def _forward_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        c_out, bn = self.out_channels, self.bn
+        op = idx // c_out  # idx in channel order: idx[c] = op[c]·C_out + c
+        if self.impl == "dense":
+            # one conv3d with the C_out chosen filters embedded in k×k×k kernels: the time of
+            # the plain layer, and nothing of the n·C_out - C_out other candidates is computed
+            y = F.conv3d(x, self._embedded(op), None, self.stride, self.kernel_size // 2)
+        else:  # one call per sub-kernel family (fastconv), then back to channel order
+            grouped = torch.sort(idx).values
+            y = self._grouped(x, [grouped[grouped // c_out == i] % c_out
+                                  for i in range(len(self.candidates))])
+            y = y.index_select(1, torch.argsort(grouped % c_out))  # (N, C_out, D', H', W')
+        track = bn.track_running_stats and bn.running_mean is not None
+        update = self.training and track
+        momentum = 0.0 if bn.momentum is None else bn.momentum
+        if update:
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:  # cumulative average, as nn.BatchNorm3d does
+                momentum = 1.0 / float(bn.num_batches_tracked)
+        # indexing copies: F.batch_norm updates these copies, which we write back below
+        mean = bn.running_mean[idx] if track else None
+        var = bn.running_var[idx] if track else None
+        weight = bn.weight[idx] if bn.affine else None
+        bias = bn.bias[idx] if bn.affine else None
+        y = F.batch_norm(y, mean, var, weight, bias, self.training or not track, momentum, bn.eps)
+        _contiguous_grad(y)
+        if update:
+            with torch.no_grad():
+                bn.running_mean.index_copy_(0, idx, mean)
+                bn.running_var.index_copy_(0, idx, var)
+        return y
+
+    def _forward_cost(self, x: torch.Tensor) -> torch.Tensor:
+        n, c_out = len(self.candidates), self.out_channels
+        y = self.bn(self._grouped(x, [None] * n))  # (N, n·C_out, D', H', W')
+        _contiguous_grad(y)
+        # y_c = Σ_i (γ_{i,c} x̂_{i,c} + β_{i,c}):  (N, n, C_out, D', H', W') summed over n
+        return y.view(y.shape[0], n, c_out, *y.shape[2:]).sum(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C_in, D, H, W)
+        if x.dim() != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(f"SearchConv3d: expected input (N, {self.in_channels}, D, H, W), "
+                             f"got {tuple(x.shape)}")
+        if self._mode == "cost":
+            y = self._forward_cost(x)
+            self.last_counts = {name: self.out_channels for name in self.candidates}
+        else:
+            idx = self.sample() if self.training else self.selected()
+            y = self._forward_subset(x, idx)
+            self.last_counts = self.counts(idx)
+        self.output_size = tuple(y.shape[2:])
+        return y
+
+    def cakes_macs(self, inputs: tuple, output: torch.Tensor) -> int:
+        """MACs of the last forward in the current mode (all n·C_out filters in cost mode,
+        the C_out sampled or selected ones in performance mode); used by :func:`profile`."""
+        counts = self.last_counts or {name: self.out_channels for name in self.candidates}
+        per_voxel = sum(c * self.in_channels * kernel_volume(name, self.kernel_size)
+                        for name, c in counts.items())
+        return output.shape[0] * math.prod(output.shape[2:]) * per_voxel
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"candidates={list(self.candidates)}, mode={self._mode!r}")
+        return s + (f", stride={self.stride}" if self.stride != (1, 1, 1) else "")
+
+    # -- construction from a model's layers -------------------------------------------------
+    @classmethod
+    def from_conv(cls, conv: nn.Conv3d, candidates, mode: str = "performance",
+                  bn: nn.BatchNorm3d | None = None, init: str = "sum") -> SearchConv3d:
+        """A SearchConv3d for ``conv`` (same C_in, C_out, k, stride, device, dtype).
+
+        Args:
+            conv: a searchable ``nn.Conv3d`` (see :func:`cakes_lite.layout.is_searchable`).
+            candidates: space name or list of sub-kernels.
+            mode: ``"performance"`` or ``"cost"``.
+            bn: the model's BatchNorm3d following ``conv``, absorbed (see module docstring).
+            init: ``"sum"`` (each candidate's filters = the dense filters summed over its shrunk
+                axes, as :meth:`CAKESConv3d.from_conv`) or ``"random"``.
+        """
+        if init not in ("sum", "random"):
+            raise ValueError(f"init: expected 'sum' or 'random', got {init!r}")
+        layer = cls(conv.in_channels, conv.out_channels, candidates, conv.kernel_size[0],
+                    conv.stride, mode)
+        layer = layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        n = len(layer.candidates)
+        with torch.no_grad():
+            if init == "sum":
+                for name, w in layer.weights.items():
+                    dense = conv.weight
+                    for axis, size in enumerate(kernel_shape(name, layer.kernel_size)):
+                        if size == 1:
+                            dense = dense.sum(dim=2 + axis, keepdim=True)
+                    w.copy_(dense)
+            if bn is not None:
+                layer.bn.eps, layer.bn.momentum = bn.eps, bn.momentum
+                share = 1.0 / n if mode == "cost" else 1.0  # the n candidates are summed in cost
+                if bn.affine:
+                    layer.bn.weight.copy_(bn.weight.repeat(n) * share)
+                    layer.bn.bias.copy_(bn.bias.repeat(n) * share)
+                if bn.running_mean is not None:
+                    layer.bn.running_mean.copy_(bn.running_mean.repeat(n))
+                    layer.bn.running_var.copy_(bn.running_var.repeat(n))
+        return layer

@@ -1,0 +1,88 @@
+"""Importance of candidate channels, the cost-weighted L1 step on γ, and optimizer groups.
+
+Network slimming (Liu et al. 2017) as used by CAKES^C: after ``loss.backward()`` add the
+subgradient of  s · Σ_j w_{op(j)} |γ_j|  to the γ gradients, with w_op proportional to the
+sub-kernel's cost (its kernel volume, 27 : 9 : 3 for k×k×k : 1×k×k : k×1×1 at k = 3) and
+normalised to sum to 1 over the layer's candidates. Expensive candidates are pushed towards 0
+faster, so the derived layout leans to cheap sub-kernels unless the expensive ones earn their
+keep. γ and β are excluded from weight decay (:func:`param_groups`), otherwise decay would
+shrink all γ alike and blur the ranking. Walkthrough: ``notebooks/02_search.ipynb``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..kernels import kernel_volume
+from .layer import SearchConv3d
+from .supernet import search_layers
+
+
+def cost_weights(layer: SearchConv3d) -> dict[str, float]:
+    """Sub-kernel -> w_op = volume / Σ volumes over the layer's candidates (sums to 1)."""
+    vol = {name: kernel_volume(name, layer.kernel_size) for name in layer.candidates}
+    total = float(sum(vol.values()))
+    return {name: v / total for name, v in vol.items()}
+
+
+@torch.no_grad()
+def sparsity_step(model: nn.Module, s: float, weighted: bool = True) -> int:
+    """Add the cost-weighted L1 subgradient on γ of every SearchConv3d to its ``.grad``.
+
+    Call between ``loss.backward()`` and ``optimizer.step()``.
+
+    Args:
+        model: a supernet (or a single SearchConv3d).
+        s: sparsity strength (≥ 0); 0 does nothing.
+        weighted: w_op ∝ kernel volume (CAKES^C); False: the same w = 1/n for all candidates.
+
+    Returns:
+        Number of layers touched.
+    """
+    if not isinstance(s, (int, float)) or isinstance(s, bool) or s < 0:
+        raise ValueError(f"s: expected a non-negative number, got {s!r}")
+    layers = [model] if isinstance(model, SearchConv3d) else [m for _, m in search_layers(model)]
+    touched = 0
+    for layer in layers:
+        gamma = layer.bn.weight
+        if gamma is None or s == 0:
+            continue
+        n = len(layer.candidates)
+        w = cost_weights(layer) if weighted else {name: 1.0 / n for name in layer.candidates}
+        # per candidate channel: w_op(j), laid out like γ (n blocks of C_out)
+        scale = torch.tensor([w[name] for name in layer.candidates], dtype=gamma.dtype,
+                             device=gamma.device).repeat_interleave(layer.out_channels)
+        if gamma.grad is None:
+            gamma.grad = torch.zeros_like(gamma)
+        # ∂/∂γ_j [ s · w_op(j) · |γ_j| ] = s · w_op(j) · sign(γ_j)
+        gamma.grad.add_(s * scale * torch.sign(gamma))
+        touched += 1
+    return touched
+
+
+def importance(model: nn.Module) -> dict[str, dict[str, list[float]]]:
+    """|γ| of every candidate channel: ``{layer name: {sub-kernel: [C_out floats]}}``.
+
+    A pure function of the supernet's parameters (plain lists, JSON-able, for history and
+    notebooks). For one layer as a tensor use :meth:`SearchConv3d.importance` ((n, C_out)).
+    """
+    out = {}
+    for name, layer in search_layers(model):
+        scores = layer.importance().cpu()
+        out[name] = {op: scores[i].tolist() for i, op in enumerate(layer.candidates)}
+    return out
+
+
+def param_groups(model: nn.Module, weight_decay: float = 1e-4) -> list[dict]:
+    """Optimizer parameter groups: weight decay on conv/linear weights, none on γ, β and
+    biases (every parameter with ≤ 1 dimension).
+
+    >>> opt = torch.optim.SGD(param_groups(net, 1e-4), lr=0.1, momentum=0.9)
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]

@@ -1,0 +1,73 @@
+"""run_search: determinism, history, caller's model untouched, layout usable by shrink()."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cakes_lite as cl
+
+SHAPE = (2, 4, 6, 6)  # one clip: (C, T, H, W)
+
+
+def net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(2, 8, 3, padding=1, bias=False), nn.BatchNorm3d(8), nn.ReLU(),
+        nn.Conv3d(8, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm3d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 3),
+    )
+
+
+def data(n=24, batch=8):
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(n, *SHAPE, generator=g), torch.randint(0, 3, (n,), generator=g)
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
+
+
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+def test_same_seed_same_result_and_model_untouched(mode):
+    model = net()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    calls = []
+    kwargs = dict(space="video-123d", mode=mode, epochs=2, lr=0.1, seed=3, progress=False)
+    a = cl.run_search(model, data(), callback=calls.append, **kwargs)
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's RNG stream is not consumed
+    b = cl.run_search(model, data(), **kwargs)
+    assert a.layout == b.layout and a.history["loss"] == b.history["loss"]
+    assert a.history["importance"] == b.history["importance"]
+    # the caller's model is not modified
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert isinstance(model[0], nn.Conv3d) and isinstance(model[1], nn.BatchNorm3d)
+    # history: one entry per epoch, importance as plain lists per sub-kernel
+    assert len(a.history["loss"]) == len(a.history["layout"]) == 2 == len(calls)
+    imp = a.history["importance"][-1]
+    assert set(imp) == {"0", "3"} and len(imp["3"]["kxkxk"]) == 8
+    assert isinstance(imp["3"]["kxkxk"][0], float)
+    assert [c["epoch"] for c in calls] == [1, 2]
+    # the layout is keyed by the given model's conv names and applies directly
+    assert set(a.layout) == {"0", "3"}
+    assert a.layout.meta["seed"] == 3 and a.layout.meta["mode"] == mode
+    assert cl.shrink(model, a.layout)(torch.randn(1, *SHAPE)).shape == (1, 3)
+    assert not a.supernet.training
+
+
+def test_training_moves_gamma_and_budget_passes_through():
+    res = cl.run_search(net(), data(), space="video-123d", mode="cost", epochs=1, lr=0.1,
+                        sparsity=0.05, budget=0.4, seed=0, progress=False)
+    assert abs(res.layout.meta["cost_fraction"] / 0.4 - 1) <= 0.02
+    imp = res.history["importance"][0]["0"]
+    assert len({round(v, 6) for op in imp.values() for v in op}) > 3  # γ were trained
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "fast"}, "mode"), ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
+    ({"sparsity": -1.0}, "sparsity"),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(space="video-123d", mode="performance", epochs=1, progress=False)
+    with pytest.raises(ValueError, match=match):
+        cl.run_search(net(), data(), **{**args, **kwargs})
+    with pytest.raises(ValueError, match="no batches"):
+        cl.run_search(net(), [], **args)

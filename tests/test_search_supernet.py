@@ -1,0 +1,201 @@
+"""SearchConv3d and supernet(): shapes, sampling, BN statistics, eval mode, MACs, BN absorption."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cakes_lite as cl
+from cakes_lite.search import search_layers
+
+SPACE = "video-123d"
+
+
+def single_filter(layer, x, op: int, c: int) -> torch.Tensor:
+    """Output of filter c of candidate sub-kernel ``op`` alone (before BN): (N, 1, D', H', W')."""
+    w = layer.weights[layer.candidates[op]][c : c + 1]
+    return F.conv3d(x, w, None, layer.stride, tuple(s // 2 for s in w.shape[2:]))
+
+
+def small_net() -> nn.Sequential:
+    """conv+BN (absorbed), conv without BN (stride 2), a non-searchable (1,3,3) conv, head."""
+    return nn.Sequential(
+        nn.Conv3d(2, 6, 3, padding=1, bias=False), nn.BatchNorm3d(6), nn.ReLU(),
+        nn.Conv3d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv3d(8, 8, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 3),
+    )
+
+
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+@pytest.mark.parametrize("stride,size", [(1, (3, 5, 4)), (2, (5, 7, 6)), ((1, 2, 2), (4, 6, 9))])
+@pytest.mark.parametrize("training", [True, False])
+def test_layer_shapes_and_backward(mode, stride, size, training):
+    layer = cl.SearchConv3d(3, 5, SPACE, 3, stride, mode=mode).train(training)
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    ref = nn.Conv3d(3, 5, 3, stride, 1)(x)
+    y = layer(x)
+    assert y.shape == ref.shape
+    assert layer.output_size == tuple(ref.shape[2:])
+    y.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert layer.bn.weight.grad is not None
+
+
+def test_performance_sampling_one_candidate_per_channel():
+    layer = cl.SearchConv3d(2, 7, SPACE, mode="performance")
+    seen = torch.zeros(3 * 7)
+    for _ in range(60):
+        idx = layer.sample()
+        assert idx.numel() == 7
+        assert sorted((idx % 7).tolist()) == list(range(7))  # each output channel exactly once
+        seen[idx] += 1
+    assert (seen > 0).all()  # every candidate gets sampled eventually
+
+
+def test_performance_computes_and_trains_only_sampled_filters():
+    torch.manual_seed(1)
+    layer = cl.SearchConv3d(2, 6, SPACE, mode="performance").train()
+    idx = layer.sample()
+    layer.sample = lambda: idx  # fix the draw for this forward
+    y = layer(torch.randn(2, 2, 3, 5, 5))
+    (y * torch.randn_like(y)).sum().backward()  # (a plain sum has zero gradient through BN)
+    assert sum(layer.last_counts.values()) == 6
+    for i, name in enumerate(layer.candidates):
+        rows = (idx[idx // 6 == i] % 6).tolist()
+        grad = layer.weights[name].grad
+        hit = grad.flatten(1).abs().sum(1) > 0
+        assert hit.nonzero().flatten().tolist() == rows
+
+
+def test_bn_running_stats_update_only_sampled_channels():
+    torch.manual_seed(2)
+    layer = cl.SearchConv3d(2, 4, SPACE, mode="performance").train()
+    idx = layer.sample()
+    layer.sample = lambda: idx
+    before_mean = layer.bn.running_mean.clone()
+    before_var = layer.bn.running_var.clone()
+    x = torch.randn(3, 2, 4, 5, 5)
+    layer(x)
+    other = torch.ones(12, dtype=torch.bool)
+    other[idx] = False
+    assert torch.equal(layer.bn.running_mean[other], before_mean[other])
+    assert torch.equal(layer.bn.running_var[other], before_var[other])
+    # the sampled ones moved exactly as nn.BatchNorm3d would move them (momentum 0.1)
+    raw = torch.cat([single_filter(layer, x, int(j) // 4, int(j) % 4) for j in idx], 1)
+    mean = raw.mean(dim=(0, 2, 3, 4))
+    var = raw.var(dim=(0, 2, 3, 4), unbiased=True)
+    torch.testing.assert_close(layer.bn.running_mean[idx], 0.9 * before_mean[idx] + 0.1 * mean)
+    torch.testing.assert_close(layer.bn.running_var[idx], 0.9 * before_var[idx] + 0.1 * var)
+    assert int(layer.bn.num_batches_tracked) == 1
+
+
+def test_eval_uses_best_candidate_per_channel_with_running_stats():
+    torch.manual_seed(3)
+    layer = cl.SearchConv3d(2, 4, SPACE, mode="performance")
+    with torch.no_grad():
+        layer.bn.weight.copy_(torch.rand(12) + 0.1)
+        layer.bn.bias.copy_(torch.randn(12))
+        layer.bn.running_mean.copy_(torch.randn(12))
+        layer.bn.running_var.copy_(torch.rand(12) + 0.5)
+    layer.eval()
+    x = torch.randn(2, 2, 3, 5, 5)
+    y = layer(x)
+    best = layer.importance().argmax(dim=0)  # (C_out,) sub-kernel per channel
+    bn = layer.bn
+    for c in range(4):
+        i = int(best[c])
+        j = i * 4 + c
+        ref = (single_filter(layer, x, i, c) - bn.running_mean[j]) / torch.sqrt(
+            bn.running_var[j] + bn.eps)
+        torch.testing.assert_close(y[:, c : c + 1], ref * bn.weight[j] + bn.bias[j])
+    torch.testing.assert_close(layer(x), y)  # deterministic
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_dense_and_grouped_paths_agree(training):
+    torch.manual_seed(5)
+    a = cl.SearchConv3d(3, 6, SPACE, stride=(1, 2, 2)).train(training)
+    b = cl.SearchConv3d(3, 6, SPACE, stride=(1, 2, 2)).train(training)
+    b.load_state_dict(a.state_dict())
+    b.impl = "fast"
+    idx = a.sample()
+    a.sample = b.sample = lambda: idx
+    x = torch.randn(2, 3, 4, 6, 5)
+    ya, yb = a(x), b(x)
+    torch.testing.assert_close(ya, yb, rtol=1e-4, atol=1e-5)
+    (ya * ya).sum().backward()
+    (yb * yb).sum().backward()
+    for name in a.candidates:
+        torch.testing.assert_close(a.weights[name].grad, b.weights[name].grad, rtol=1e-3,
+                                   atol=1e-4)
+
+
+def test_cost_mode_sums_candidates_after_bn():
+    torch.manual_seed(4)
+    layer = cl.SearchConv3d(2, 3, SPACE, mode="cost").eval()
+    with torch.no_grad():
+        layer.bn.weight.copy_(torch.randn(9))
+    x = torch.randn(2, 2, 3, 4, 4)
+    full = layer.bn(torch.cat([F.conv3d(x, w, None, 1, tuple(s // 2 for s in w.shape[2:]))
+                               for w in (layer.weights[n] for n in layer.candidates)], 1))
+    torch.testing.assert_close(layer(x), full.view(2, 3, 3, 3, 4, 4).sum(1))
+    assert torch.allclose(cl.SearchConv3d(2, 3, SPACE, mode="cost").bn.weight, torch.tensor(1 / 3))
+
+
+def test_supernet_replaces_searchable_convs_and_absorbs_bn():
+    model = small_net()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    net = cl.supernet(model, SPACE, "cost")
+    assert [n for n, _ in search_layers(net)] == ["0", "3"]
+    assert isinstance(net[1], nn.Identity)  # absorbed: BN of conv "0"
+    assert isinstance(net[5], nn.Conv3d)  # (1,3,3) conv is not searchable
+    assert net.cakes_search["layers"] == {"0": "1", "3": None}
+    assert net[0].mode == "cost" and net[3].stride == (2, 2, 2)
+    # the caller's model is untouched
+    assert isinstance(model[0], nn.Conv3d) and isinstance(model[1], nn.BatchNorm3d)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert net(torch.randn(2, 2, 4, 6, 6)).shape == (2, 3)
+    with pytest.raises(ValueError, match="searchable"):
+        cl.supernet(nn.Sequential(nn.Conv3d(2, 2, 1)), SPACE)
+    with pytest.raises(ValueError, match="mode"):
+        cl.supernet(model, SPACE, "fast")
+
+
+@pytest.mark.parametrize("mode,share", [("performance", 1.0), ("cost", 1 / 3)])
+def test_absorbed_bn_seeds_candidates(mode, share):
+    model = small_net()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.arange(1.0, 7.0))
+        model[1].running_var.fill_(4.0)
+    layer = cl.supernet(model, SPACE, mode)[0]
+    torch.testing.assert_close(layer.bn.weight, torch.arange(1.0, 7.0).repeat(3) * share)
+    assert torch.all(layer.bn.running_var == 4.0)
+
+
+def test_sum_init_inherits_dense_weights():
+    model = small_net()
+    layer = cl.supernet(model, SPACE)[0]
+    dense = model[0].weight
+    torch.testing.assert_close(layer.weights["kxkxk"], dense)
+    torch.testing.assert_close(layer.weights["1xkxk"], dense.sum(2, keepdim=True))
+    torch.testing.assert_close(layer.weights["kx1x1"], dense.sum((3, 4), keepdim=True))
+
+
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+def test_cakes_macs_follow_the_mode(mode):
+    model = small_net()
+    shape = (1, 2, 4, 6, 6)
+
+    def searched(net):  # MACs of the two searched layers
+        p = cl.profile(net, shape)
+        return p.layer("0").macs + p.layer("3").macs
+
+    got = searched(cl.supernet(model, SPACE, mode))
+    if mode == "performance":  # untrained eval = round robin = the even split
+        want = searched(cl.shrink(model, cl.Layout.uniform(model, SPACE)))
+    else:  # every candidate runs: Σ over sub-kernels of a full-width group
+        want = sum(searched(cl.shrink(model, {"0": {k: 6}, "3": {k: 8}})) for k in cl.SPACES[SPACE])
+    assert got == want
