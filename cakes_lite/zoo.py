@@ -1,0 +1,154 @@
+"""The bundled model zoo and reference layouts: load them (here), rebuild them (``zoo_build``).
+
+The app ships small networks in ``app/zoo/``; each is three files, ``<name>.safetensors``
+(weights), ``<name>.layout.json`` (its kernel layout, CAKES models only) and ``<name>.json``
+(metadata: architecture, data, seed, metrics, MACs, params, training recipe), plus
+``index.json`` (model order and build summary). ``python -m cakes_lite zoo build`` retrains them
+all on CPU (:func:`cakes_lite.zoo_build.build_zoo`).
+
+The six ResNet-50 layouts released by the paper's authors (yucornetto/CAKES, MIT licence) are
+in ``cakes_lite/reference/official_resnet50_layouts.json``; :func:`resnet50_macs` costs them.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .kernels import kernel_volume
+from .layout import Layout
+
+#: default zoo folder: ``app/zoo`` of a source checkout (pass ``root=`` elsewhere).
+ZOO_DIR = Path(__file__).resolve().parents[1] / "app" / "zoo"
+
+#: readable names of the official layouts (keys of the reference JSON).
+OFFICIAL_TITLES = {
+    "CAKES12D_P": "CAKES^P 1,2D", "CAKES12D_C": "CAKES^C 1,2D",
+    "CAKES23D_P": "CAKES^P 2,3D", "CAKES23D_C": "CAKES^C 2,3D",
+    "CAKES123D_P": "CAKES^P 1,2,3D", "CAKES123D_C": "CAKES^C 1,2,3D",
+}
+
+#: ResNet-50 I3D at the paper's 8×224×224 input: (stage width, blocks, output H=W), T stays 8.
+RESNET50_STAGES = ((64, 3, 56), (128, 4, 28), (256, 6, 14), (512, 3, 7))
+
+
+def official_layouts() -> dict[str, Layout]:
+    """The six ResNet-50 layouts of the official code, keyed like torchvision's ResNet-50.
+
+    Returns:
+        ``{"CAKES12D_P": Layout, …}``; each layout's ``meta`` names the source and licence.
+    """
+    ref = resources.files("cakes_lite") / "reference" / "official_resnet50_layouts.json"
+    data = json.loads(ref.read_text(encoding="utf-8"))
+    meta = {"source": data["source"], "network": data["network"], "kernel_size": 3,
+            "model": "resnet50-i3d"}
+    return {key: Layout(splits, {**meta, "title": OFFICIAL_TITLES.get(key, key)})
+            for key, splits in data["layouts"].items()}
+
+
+def resnet50_macs(layout: Layout | dict, frames: int = 8, size: int = 224) -> dict[str, Any]:
+    """Analytic MACs / params of the 16 searched layers of ResNet-50 I3D under ``layout``.
+
+    Those are the 3×3×3 ``conv2`` of every bottleneck (stages of 3, 4, 6, 3 blocks, widths
+    64–512, C_in = C_out = width). At the paper's input (8 frames of 224×224) the stages output
+    56², 28², 14², 7² with no temporal down-sampling (the first block's conv2 carries the stride),
+    so a layer costs T·H·W · C_in · Σ_g n_g·|g| MACs (|g| = sub-kernel volume: 27, 9 or 3).
+    The rest of the network (stem, 1×1×1 convs, classifier) is not counted.
+
+    Args:
+        layout: splits keyed ``layer{s}.{b}.conv2``; unnamed layers count as full 3D.
+        frames, size: input clip length and side (the stage sizes scale with ``size / 224``).
+
+    Returns:
+        ``{"macs", "params", "macs_3d", "params_3d", "layers": [{"name", "macs", "macs_3d"}…]}``.
+
+    Raises:
+        ValueError: a layer that ResNet-50 does not have or a split of the wrong width.
+    """
+    layout = layout if isinstance(layout, Layout) else Layout(layout)
+    widths, rows = {}, []
+    for s, (width, blocks, out) in enumerate(RESNET50_STAGES, start=1):
+        for b in range(blocks):
+            widths[f"layer{s}.{b}.conv2"] = (width, out * size // 224)
+    for name, split in layout.items():
+        if name not in widths:
+            raise ValueError(f"layer {name!r}: not one of ResNet-50's 16 searched layers; "
+                             f"expected names like {list(widths)[:3]}")
+        if sum(split.values()) != widths[name][0]:
+            raise ValueError(f"layer {name!r}: split must sum to {widths[name][0]} channels in "
+                             f"ResNet-50, got {sum(split.values())}")
+    totals = dict.fromkeys(("macs", "params", "macs_3d", "params_3d"), 0)
+    for name, (width, out) in widths.items():
+        split = layout.get(name, {"kxkxk": width})
+        # params of a layer: C_in · Σ_g n_g · |g|; MACs: that per output voxel
+        params = width * sum(n * kernel_volume(g, 3) for g, n in split.items())
+        params_3d = width * width * 27
+        voxels = frames * out * out
+        rows.append({"name": name, "macs": voxels * params, "macs_3d": voxels * params_3d})
+        totals["macs"] += voxels * params
+        totals["macs_3d"] += voxels * params_3d
+        totals["params"] += params
+        totals["params_3d"] += params_3d
+    return {**totals, "layers": rows}
+
+
+# -- the bundled zoo ---------------------------------------------------------------------------
+
+def _root(root: str | Path | None) -> Path:
+    path = Path(root) if root is not None else ZOO_DIR
+    if not (path / "index.json").is_file():
+        raise FileNotFoundError(
+            f"zoo: no index.json in {str(path)!r}; build it with `python -m cakes_lite zoo build "
+            f"--out {path}` or pass root= the folder that holds it"
+        )
+    return path
+
+
+def read_index(root: str | Path | None = None) -> dict[str, Any]:
+    """The zoo's ``index.json``: ``{"models": [names…], "build": {…}}``."""
+    return json.loads((_root(root) / "index.json").read_text(encoding="utf-8"))
+
+
+def list_models(root: str | Path | None = None, task: str | None = None) -> list[dict[str, Any]]:
+    """Metadata of every bundled model (in index order), optionally only those of one task
+    (``"classification"`` or ``"segmentation"``)."""
+    path = _root(root)
+    metas = [read_meta(name, path) for name in read_index(path)["models"]]
+    return [m for m in metas if task is None or m["task"] == task]
+
+
+def read_meta(name: str, root: str | Path | None = None) -> dict[str, Any]:
+    """Metadata JSON of bundled model ``name``."""
+    path = _root(root) / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"model: no bundled model named {name!r} (no {path.name})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_layout(name: str, root: str | Path | None = None) -> Layout | None:
+    """The layout of bundled model ``name`` (``None`` for a model without one, e.g. full 3D)."""
+    meta = read_meta(name, root)
+    return Layout.from_json(_root(root) / meta["layout"]) if meta.get("layout") else None
+
+
+def load_model(name: str, root: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild bundled model ``name`` from its metadata and load its weights (eval mode, CPU).
+
+    Returns:
+        ``(model, meta)``; ``meta["input_shape"]`` is the (1, C, D, H, W) input it was built for.
+    """
+    from safetensors.torch import load_file
+
+    from .models import build_model
+
+    path = _root(root)
+    meta = read_meta(name, path)
+    spec = meta["model"]
+    model = build_model(spec["name"], **spec["config"])
+    state = load_file(str(path / meta["weights"]))
+    model.load_state_dict(state, strict=True)
+    return model.eval(), meta

@@ -1,0 +1,82 @@
+"""The bundled zoo (committed files) and the official ResNet-50 layouts' analytic cost."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from cakes_lite import Layout, profile, zoo
+from cakes_lite.ops import CAKESConv3d
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = Path(os.environ.get("CAKES_LITE_ZOO", ROOT / "app" / "zoo"))
+built = pytest.mark.skipif(not (ZOO / "index.json").is_file(),
+                           reason="app/zoo is not built (python -m cakes_lite zoo build)")
+
+
+def test_official_layouts_cover_resnet50_and_cost_as_the_paper_says():
+    layouts = zoo.official_layouts()
+    assert sorted(layouts) == sorted(zoo.OFFICIAL_TITLES)
+    widths = {f"layer{s}.{b}.conv2": w for s, (w, n, _) in enumerate(zoo.RESNET50_STAGES, 1)
+              for b in range(n)}
+    for lay in layouts.values():
+        assert {n: sum(s.values()) for n, s in lay.items()} == widths
+    full = zoo.resnet50_macs({})
+    # 16 layers, each T·H·W·C²·27 with C·H constant per stage: 16 · 8·56²·64²·27
+    assert full["macs"] == full["macs_3d"] == 16 * 8 * 56 * 56 * 64 * 64 * 27
+    c12 = zoo.resnet50_macs(layouts["CAKES12D_C"])
+    # only 2D (9) and 1D (3) sub-kernels: between 1/9 and 1/3 of full 3D
+    assert 3 / 27 < c12["macs"] / c12["macs_3d"] < 9 / 27
+    assert len(c12["layers"]) == 16
+
+
+@pytest.mark.parametrize("bad,match", [({"layer5.0.conv2": {"kxkxk": 8}}, "not one of"),
+                                       ({"layer1.0.conv2": {"kxkxk": 63}}, "sum to 64")])
+def test_resnet50_macs_rejects_layers_resnet50_does_not_have(bad, match):
+    with pytest.raises(ValueError, match=match):
+        zoo.resnet50_macs(bad)
+
+
+@built
+def test_zoo_files_small_and_complete():
+    index = zoo.read_index(ZOO)
+    total = sum(p.stat().st_size for p in ZOO.iterdir() if p.is_file())
+    assert total <= 10 * 2**20, f"zoo is {total / 2**20:.1f} MB, over 10 MB"
+    tasks = {m["task"] for m in zoo.list_models(ZOO)}
+    assert tasks == {"classification", "segmentation"}
+    for meta in zoo.list_models(ZOO):
+        for key in ("data", "seed", "metrics", "macs", "params", "classes", "input_shape"):
+            assert key in meta, f"{meta['name']}: metadata lacks {key!r}"
+    build = index["build"]
+    parts = build.get("parts", [build])  # one build, or parallel partial builds
+    assert sorted(n for p in parts for n in p["models"]) == sorted(index["models"])
+    assert all(p["seconds"] > 0 and p["recipe"] == build["recipe"] for p in parts)
+
+
+@built
+@pytest.mark.parametrize("name", json.loads((ZOO / "index.json").read_text())["models"]
+                         if (ZOO / "index.json").is_file() else [])
+def test_zoo_model_loads_and_matches_its_metadata(name):
+    model, meta = zoo.load_model(name, ZOO)
+    layout = zoo.load_layout(name, ZOO)
+    cakes = {n: m.split for n, m in model.named_modules() if isinstance(m, CAKESConv3d)}
+    assert cakes == (dict(layout) if layout is not None else {})
+    if layout is not None:
+        assert isinstance(layout, Layout)
+    p = profile(model, tuple(meta["input_shape"]))
+    assert (p.macs, p.params) == (meta["macs"], meta["params"])
+    x = torch.rand(meta["input_shape"])
+    with torch.no_grad():
+        out = model(x)
+    n = len(meta["classes"])
+    expected = (1, n) if meta["task"] == "classification" else (1, n, *meta["input_shape"][2:])
+    assert tuple(out.shape) == expected and torch.isfinite(out).all()
+
+
+def test_missing_zoo_says_how_to_build(tmp_path):
+    with pytest.raises(FileNotFoundError, match="zoo build"):
+        zoo.list_models(tmp_path)
