@@ -26,6 +26,13 @@ FORMAT = "cakes_lite.layout"
 VERSION = 1
 
 
+def default_file_mode(path: str | os.PathLike) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the usual 0666 & ~umask mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename (never half-written)."""
     path = Path(path)
@@ -34,6 +41,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        default_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..layout import Layout, atomic_write_text, shrink
+from ..layout import Layout, atomic_write_text, default_file_mode, shrink
 from ..ops import CAKESConv3d
 
 FORMAT = "cakes_lite.checkpoint"
@@ -65,6 +65,7 @@ def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp)
+        default_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
