@@ -1,0 +1,102 @@
+"""Execute every walkthrough notebook top to bottom in smoke mode (CAKES_SMOKE=1).
+
+A notebook fails the test if any cell raises, if it runs longer than its budget, or if it was
+committed with outputs. Full-mode runs are not part of the suite (see the README's Notebooks
+section for their measured run times).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+NAMES = [
+    "01_operations.ipynb",
+    "02_search.ipynb",
+    "03_video_training.ipynb",
+    "04_volumetric_segmentation.ipynb",
+    "05_shrink_your_model.ipynb",
+]
+#: the issue asks for <= 60 s per notebook on 2 cores; the margin absorbs kernel start-up.
+#: Override with CAKES_NOTEBOOK_BUDGET_S. The budget is only asserted when the machine is not
+#: overloaded (load average <= 2 per core): on a busy shared machine wall time says little.
+BUDGET_S = float(os.environ.get("CAKES_NOTEBOOK_BUDGET_S", "120"))
+#: hard per-cell limit (a hung cell fails the test instead of blocking the suite)
+CELL_TIMEOUT_S = 600
+
+
+def _load(name: str) -> nbformat.NotebookNode:
+    path = NOTEBOOKS / name
+    assert path.exists(), f"missing notebook {path}"
+    return nbformat.read(path, as_version=4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_clean_with_parameters_cell(name: str) -> None:
+    nb = _load(name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    dirty = [i for i, c in enumerate(code) if c.outputs or c.execution_count is not None]
+    assert not dirty, f"{name}: code cells {dirty} carry outputs; strip them before committing"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}: expected one cell tagged 'parameters', got {len(tagged)}"
+    assert "CAKES_SMOKE" in tagged[0].source, f"{name}: the parameters cell must read CAKES_SMOKE"
+    assert nb.cells[0].cell_type == "markdown", f"{name}: should open with what you will learn"
+    assert "What you will learn" in nb.cells[0].source, f"{name}: first cell lacks the goals"
+    assert any(c.cell_type == "markdown" and "## Exercise" in c.source for c in nb.cells), \
+        f"{name}: expected an '## Exercise' section"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_binder_pins_match_the_main_requirements() -> None:
+    """mybinder installs binder/requirements.txt: same versions as ../requirements.txt, torch
+    from the CPU wheel index (a CUDA torch does not fit a binder image)."""
+    binder, main = _pins(ROOT / "binder" / "requirements.txt"), _pins(ROOT / "requirements.txt")
+    assert binder["torch"].split("+")[0] == main["torch"] and binder["torch"].endswith("+cpu")
+    assert "download.pytorch.org/whl/cpu" in (ROOT / "binder" / "requirements.txt").read_text()
+    for name, version in binder.items():
+        if name != "torch":
+            assert main.get(name) == version, f"binder: {name}=={version}, main: {main.get(name)}"
+    assert os.access(ROOT / "binder" / "postBuild", os.X_OK), "binder/postBuild must be executable"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_in_smoke_mode(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = _load(name)
+    # the kernel inherits this process's environment
+    monkeypatch.setenv("CAKES_SMOKE", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("CAKES_OUTPUT_DIR", str(tmp_path))  # notebooks write files here
+    monkeypatch.setenv("TQDM_MININTERVAL", "5")
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=False,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as e:  # show the failing cell, not nbclient's traceback
+        pytest.fail(f"{name}: a cell failed in smoke mode:\n{str(e)[-3000:]}")
+    elapsed = time.perf_counter() - start
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    print(f"{name}: {elapsed:.1f} s in smoke mode (load {load:.1f} per core)", file=sys.stderr)
+    if load <= 2.0:
+        assert elapsed < BUDGET_S, f"{name}: {elapsed:.0f} s in smoke mode, budget {BUDGET_S:.0f} s"
