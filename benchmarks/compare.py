@@ -22,7 +22,7 @@ one): ``benchmarks/results/compare.json`` (committed), ``compare.html`` (plot, n
     python benchmarks/compare.py --tasks video --seeds 0 --threads 1 --out /tmp/v0.json  # …
     python benchmarks/compare.py --merge /tmp/v*.json … --out benchmarks/results/compare.json
 
-Cost: the full run is about 25 CPU-minutes (1 thread per process; measured with ``ps``),
+Cost: the full run is about 23 CPU-minutes (1 thread per process; measured with ``ps``),
 i.e. ≈ 12-15 min wall on 2 quiet cores; on a shared machine it is as slow as the load makes it.
 Each record keeps ``train_cpu_seconds`` (and ``search_cpu_seconds``) for that reason.
 
