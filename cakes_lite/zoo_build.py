@@ -203,6 +203,7 @@ def build_video(root: Path, recipe: ZooRecipe, progress: Progress | None = None,
         if not need[mode] & set(only):
             continue
         t0 = time.perf_counter()
+        torch.manual_seed(recipe.seed)  # the supernet inherits this model's initial weights
         result = run_search(resnet3d_tiny(len(classes)),
                             loader(x, y, recipe.batch_size, recipe.seed + 1),
                             space="video-123d", mode=mode, epochs=recipe.video_search_epochs,
@@ -263,6 +264,7 @@ def build_volume(root: Path, recipe: ZooRecipe, progress: Progress | None = None
     if not set(only) & set(VOLUME_MODELS):
         return []
     t0 = time.perf_counter()
+    torch.manual_seed(recipe.seed)  # the supernet inherits this model's initial weights
     result = run_search(unet3d_tiny(len(classes)), loader(x, y, bs, recipe.seed + 1),
                         space=recipe.volume_space, mode="cost",
                         epochs=recipe.volume_search_epochs, lr=recipe.search_lr, seed=recipe.seed,
