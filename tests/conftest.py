@@ -20,3 +20,12 @@ def _seed() -> None:
     """Every test starts from the same RNG state (torch, python), so failures reproduce."""
     torch.manual_seed(0)
     random.seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to other jobs on shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -17,13 +17,7 @@ VIDEO = ["--data", "synthetic-video", "--train-samples", "16", "--val-samples", 
          "--model-arg", "widths=[8,8,16]", "--model-arg", "stem_width=8"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to other jobs on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.mark.parametrize("command, expected", [

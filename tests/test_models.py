@@ -25,13 +25,7 @@ SMALL_RESNET = {"widths": [8, 12, 16], "stem_width": 8}
 SMALL_UNET = {"widths": [4, 8, 8]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to other jobs on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.mark.parametrize("builder", BUILDERS)

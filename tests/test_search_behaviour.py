@@ -82,13 +82,8 @@ def temporal_share(layout: cl.Layout) -> float:
     return (total["kxkxk"] + total["kx1x1"]) / sum(total.values())
 
 
-@pytest.fixture
-def one_thread():
-    """The allocation was validated on 1 thread; CPU results depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# the allocation was validated on 1 thread (CPU results depend on the thread count):
+# the `one_thread` fixture lives in conftest.py
 
 
 def search(task, seed: int = 0) -> cl.SearchResult:

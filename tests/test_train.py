@@ -29,13 +29,7 @@ from cakes_lite.train import checkpoint as ckpt_module
 TINY = {"widths": [8, 8, 16], "stem_width": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to other jobs on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 def video_data(n=24, classes=3, seed=0):
