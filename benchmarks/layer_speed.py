@@ -31,12 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456"
+from _malloc import GLIBC_TUNABLES, reexec_with_malloc_tunables  # noqa: E402
 
-if os.environ.get("GLIBC_TUNABLES") != GLIBC_TUNABLES:
-    # page-fault noise makes CPU conv timings bimodal unless malloc keeps big buffers mapped
-    os.environ["GLIBC_TUNABLES"] = GLIBC_TUNABLES
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+reexec_with_malloc_tunables()  # before torch: page faults make CPU timings bimodal otherwise
 
 import torch  # noqa: E402
 

@@ -19,8 +19,8 @@ import sys
 
 from torch.utils.data import DataLoader
 
-from .train import (DATA, DEFAULT_MODEL, HelpFormatter, add_data_arguments, data_config,
-                    make_dataset, num_classes, parse_model_args)
+from .train import (HelpFormatter, add_data_arguments, data_config,
+                    make_dataset, model_for_data, num_classes, parse_model_args)
 
 DEFAULT_SPACE = {"synthetic-video": "video-123d", "mni152": "volume-all"}
 
@@ -59,15 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from ..models import TASKS, build_model
+    from ..models import build_model
     from ..search import run_search
 
     cfg = data_config(args)
     video = cfg["name"] == "synthetic-video"
-    model_name = args.model or DEFAULT_MODEL[cfg["name"]]
-    if TASKS[model_name] != DATA[cfg["name"]]:
-        raise ValueError(f"--model: {model_name!r} is for {TASKS[model_name]}, but --data "
-                         f"{cfg['name']!r} is {DATA[cfg['name']]}")
+    model_name = model_for_data(args.model, cfg)
     space = args.space or DEFAULT_SPACE[cfg["name"]]
     if "," in space:
         space = [s.strip() for s in space.split(",") if s.strip()]

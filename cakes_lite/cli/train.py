@@ -64,6 +64,18 @@ def data_config(args: argparse.Namespace, base: dict[str, Any] | None = None) ->
     return cfg
 
 
+def model_for_data(model: str | None, cfg: dict[str, Any]) -> str:
+    """The ``--model`` to use for the ``--data`` in ``cfg`` (its default if None); ValueError if
+    the model is built for the other task."""
+    from ..models import TASKS
+
+    model_name = model or DEFAULT_MODEL[cfg["name"]]
+    if TASKS[model_name] != DATA[cfg["name"]]:
+        raise ValueError(f"--model: {model_name!r} is for {TASKS[model_name]}, but --data "
+                         f"{cfg['name']!r} is {DATA[cfg['name']]}")
+    return model_name
+
+
 def make_dataset(cfg: dict[str, Any], split: str, samples: int) -> Dataset:
     """Build ``cfg["name"]``'s dataset for ``split`` with ``samples`` items."""
     from .. import data
@@ -151,16 +163,13 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from ..layout import Layout
-    from ..models import TASKS, build_model
+    from ..models import build_model
     from ..train import NonFiniteLossError, cleanup, fit, init_distributed, is_main
 
     info = init_distributed()
     cfg = data_config(args)
     video = cfg["name"] == "synthetic-video"
-    model_name = args.model or DEFAULT_MODEL[cfg["name"]]
-    if TASKS[model_name] != DATA[cfg["name"]]:
-        raise ValueError(f"--model: {model_name!r} is for {TASKS[model_name]}, but --data "
-                         f"{cfg['name']!r} is {DATA[cfg['name']]}")
+    model_name = model_for_data(args.model, cfg)
     n_train = args.train_samples or (512 if video else 64)
     n_val = (128 if video else 16) if args.val_samples is None else args.val_samples
     train_ds = make_dataset(cfg, "train", n_train)

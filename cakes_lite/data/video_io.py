@@ -11,12 +11,13 @@ WebM or MPEG-4 AVI by file extension, atomically, playable in browsers (yuv420p,
 from __future__ import annotations
 
 import os
-import uuid
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..layout import atomic_write
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 
@@ -183,10 +184,9 @@ def write_video(path: str | os.PathLike, clip, fps: int = 8, *, codec: str | Non
         options = {"crf": str(crf)}
         if codec != "libx264":
             options["b"] = "1M"  # libvpx needs a bit-rate ceiling for crf mode
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}{ext}")
-    try:
-        fmt_opts = {"movflags": "+faststart"} if ext in (".mp4", ".mov", ".m4v") else {}
+    fmt_opts = {"movflags": "+faststart"} if ext in (".mp4", ".mov", ".m4v") else {}
+
+    def encode(tmp: str) -> None:
         with av.open(tmp, "w", options=fmt_opts) as out:
             stream = out.add_stream(codec, rate=int(fps), options=options)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
@@ -194,9 +194,6 @@ def write_video(path: str | os.PathLike, clip, fps: int = 8, *, codec: str | Non
             for arr in frames:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
             out.mux(stream.encode())  # flush the encoder
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(path, encode, suffix=ext)
     return path
