@@ -28,6 +28,7 @@ from .checkpoint import JSON_NAME, Checkpoint, load_checkpoint, save_checkpoint
 from .epoch import (NonFiniteLossError, StepContext, amp_dtype, autocast, loader_generators,
                     seed_epoch, train_one_epoch)
 from .metrics import Meter, default_loss
+from .optim import default_param_groups, make_optimizer
 from .schedule import warmup_cosine
 
 __all__ = ["FitResult", "NonFiniteLossError", "default_param_groups", "evaluate", "fit",
@@ -46,29 +47,6 @@ class FitResult:
     @property
     def last(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
-
-
-def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights with ≥ 2 dims only; none on BN γ/β and biases (nor on the
-    supernet's γ, whose L1 step the search applies instead)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(name: str | Callable, groups: list[dict], lr: float,
-                   momentum: float = 0.9) -> torch.optim.Optimizer:
-    """``"adamw"``, ``"sgd"`` (Nesterov momentum) or a factory ``f(param_groups) -> Optimizer``."""
-    if callable(name):
-        return name(groups)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    raise ValueError(f"optimizer: expected 'adamw', 'sgd' or a callable, got {name!r}")
 
 
 def _num_classes(model: nn.Module, num_classes: int | None) -> int | None:
