@@ -5,6 +5,7 @@ Walkthrough: ``notebooks/03_training.ipynb``.
 
 from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint_info, save_checkpoint
 from .distributed import DistInfo, cleanup, init_distributed, is_distributed, is_main
+from .epoch import StepContext, loader_generators, train_one_epoch, train_step
 from .loop import (
                    FitResult,
                    NonFiniteLossError,
@@ -21,4 +22,5 @@ __all__ = ["Checkpoint", "DistInfo", "FitResult", "NonFiniteLossError", "cleanup
            "default_param_groups", "dice_counts", "dice_from_counts", "evaluate", "fit",
            "init_distributed", "is_distributed", "is_main", "load_checkpoint", "make_optimizer",
            "mean_foreground", "read_checkpoint_info", "save_checkpoint", "seed_epoch",
-           "soft_dice_loss", "top1_correct", "warmup_cosine"]
+           "soft_dice_loss", "StepContext", "loader_generators", "top1_correct",
+           "train_one_epoch", "train_step", "warmup_cosine"]

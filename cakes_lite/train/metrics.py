@@ -32,7 +32,7 @@ def dice_counts(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -
     inter = torch.bincount(gt[pred == gt], minlength=num_classes)[:num_classes]
     p = torch.bincount(pred, minlength=num_classes)[:num_classes]
     g = torch.bincount(gt, minlength=num_classes)[:num_classes]
-    return torch.stack([inter, p, g]).double().cpu()
+    return torch.stack([inter, p, g]).cpu().double()  # .cpu() first: MPS has no float64
 
 
 def dice_from_counts(counts: torch.Tensor) -> list[float]:
@@ -104,8 +104,8 @@ class Meter:
 
     def load_tensor(self, t: torch.Tensor) -> None:
         self.loss_sum, self.n, self.correct = float(t[0]), int(t[1]), int(t[2])
-        if self.counts is not None:
-            self.counts = t[3:].view(3, -1)
+        if t.numel() > 3:  # Dice counts (also when num_classes was learnt from the logits)
+            self.counts = t[3:].view(3, -1).clone()
 
     def result(self, prefix: str = "") -> dict:
         """``{loss, n, top1}`` or ``{loss, n, dice (per class), mean_dice}``."""
