@@ -142,9 +142,12 @@ def observe(net: nn.Module, producers, consumers, args: tuple, kwargs: dict | No
         return hook
 
     def on_exit(m, i, o):
+        if isinstance(o, torch.Tensor) and id(o) in produced:
+            # an Identity (an absorbed BN) returns its input: give the rest of the dry run a
+            # copy, as the BN would, so that only other reads of the conv's output count
+            o = o.clone()
         mode.inside -= 1
-        if isinstance(o, torch.Tensor):  # an Identity returns its input: reads after it are
-            produced.pop(id(o), None)    # reads of the consumer's output
+        return o
 
     handles = [modules[n].register_forward_hook(on_output(n)) for n in producers]
     for n in consumers:
