@@ -302,3 +302,61 @@ def test_sync_batchnorm_is_refused_with_a_clear_error():
         cl.supernet(model, SPACE)
     net = cl.supernet(model, SPACE, absorb_bn=False)
     assert isinstance(net[1], nn.SyncBatchNorm) and net.cakes_search["layers"] == {"0": None}
+
+
+def test_absorbed_bn_takes_the_conv_bias_into_its_running_mean():
+    model = randomised(nn.Sequential(nn.Conv3d(2, 4, 3, padding=1, bias=True), nn.BatchNorm3d(4)))
+    with torch.no_grad():
+        model[0].bias.normal_(0.0, 3.0)
+    net = cl.supernet(model, ["kxkxk"]).eval()
+    x = torch.randn(*X5)
+    torch.testing.assert_close(net(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+# -- CUDA (run where a GPU exists; skipped elsewhere) ---------------------------------------------
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+def test_search_and_derive_on_cuda(mode):
+    model = small_net().cuda()
+    batches = [(torch.randn(2, 2, 4, 6, 6, device="cuda"), torch.randint(0, 3, (2,), device="cuda"))
+               for _ in range(2)]
+    result = cl.run_search(model, batches, epochs=1, mode=mode, device="cuda", progress=False)
+    net = result.supernet
+    assert all(p.is_cuda for p in net.parameters())
+    layout = cl.derive_layout(net, budget=0.5)
+    cpu_net = cl.supernet(small_net(), SPACE, mode)
+    cpu_net.load_state_dict({k: v.cpu() for k, v in net.state_dict().items()})
+    cpu_net.eval()(torch.zeros(1, 2, 4, 6, 6))
+    assert cl.derive_layout(cpu_net, budget=0.5) == layout  # the same choice off the GPU
+    assert cl.shrink(model, layout)(batches[0][0]).is_cuda
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sparsity_step_under_autocast_and_a_grad_scaler_on_cuda(dtype):
+    x = torch.randn(2, 2, 3, 5, 5, device="cuda")
+
+    def step(how: str) -> torch.Tensor:
+        torch.manual_seed(1)
+        layer = cl.SearchConv3d(2, 4, SPACE, mode="cost").cuda()
+        opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**12, enabled=how != "fp32")
+        with torch.autocast("cuda", dtype=dtype, enabled=how != "fp32"):
+            loss = layer(x).float().square().mean()
+        scaler.scale(loss).backward()
+        if how == "unscale_first":
+            scaler.unscale_(opt)
+        cl.sparsity_step(layer, 0.3, scaler=scaler if how == "scaler" else None)
+        scaler.step(opt)
+        scaler.update()
+        return layer.bn.weight.detach().float().cpu()
+
+    with_scaler, unscaled_first = step("scaler"), step("unscale_first")
+    torch.testing.assert_close(with_scaler, unscaled_first, rtol=1e-5, atol=1e-6)
+    tol = 2e-2 if dtype is torch.bfloat16 else 5e-3
+    torch.testing.assert_close(with_scaler, step("fp32"), rtol=tol, atol=tol)

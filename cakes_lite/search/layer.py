@@ -317,6 +317,9 @@ class SearchConv3d(nn.Module):
                     layer.bn.weight.copy_(bn.weight.repeat(n) * share)
                     layer.bn.bias.copy_(bn.bias.repeat(n) * share)
                 if bn.running_mean is not None:
-                    layer.bn.running_mean.copy_(bn.running_mean.repeat(n))
+                    # the conv's bias b is dropped (β takes its role); with running statistics
+                    # BN(conv(x) + b) = γ (conv(x) - (μ - b)) / σ + β, so μ absorbs it
+                    mean = bn.running_mean - g.bias if g.bias is not None else bn.running_mean
+                    layer.bn.running_mean.copy_(mean.repeat(n))
                     layer.bn.running_var.copy_(bn.running_var.repeat(n))
         return layer
