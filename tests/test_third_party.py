@@ -18,6 +18,7 @@ from torch import nn
 import cakes_lite as cl
 from cakes_lite.convtypes import ConvGeometry, is_searchable
 from cakes_lite.search import search_layers
+from test_search_supernet import randomised as with_bn_stats  # random BN stats, eval mode
 
 
 # -- torchvision's video ResNet, as in torchvision/models/video/resnet.py ----------------------
@@ -106,17 +107,6 @@ VIDEO = {  # name -> (conv makers, the searchable convs)
     "mc3": ([Conv3DSimple, Conv3DNoTemporal], ["layer1.0.conv1.0", "layer1.0.conv2.0"]),
 }
 CLIP = (2, 3, 4, 16, 16)
-
-
-def with_bn_stats(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 2.0)
-                m.bias.normal_()
-                m.running_mean.normal_()
-                m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
 
 
 def full_kernels(model: nn.Module) -> dict:
