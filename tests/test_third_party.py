@@ -18,6 +18,7 @@ from torch import nn
 import cakes_lite as cl
 from cakes_lite.convtypes import ConvGeometry, is_searchable
 from cakes_lite.search import search_layers
+from cakes_lite.search.bn_pairing import pair_by_fx, pair_by_hooks
 from test_search_supernet import randomised as with_bn_stats  # random BN stats, eval mode
 
 
@@ -261,3 +262,16 @@ def test_monai_shrink_supernet_search_and_derive(name, norm, n_convs, n_bns, one
     budgeted = cl.derive_layout(result.supernet, budget=0.5)
     assert budgeted.meta["cost_fraction"] == pytest.approx(0.5, abs=0.02)
     assert cl.shrink(model, budgeted)(x).shape == model(x).shape
+
+
+@pytest.mark.parametrize("which", ["r3d", "BasicUNet", "SegResNet"])
+def test_dry_run_pairing_agrees_with_fx_on_real_networks(which, one_thread):
+    """The hooks pairing (for models fx cannot trace) finds exactly fx's pairs, also where a
+    conv's output feeds a BN *and* a residual add (SegResNet's pre-activation blocks)."""
+    if which == "r3d":
+        model, shape = VideoResNet(VIDEO["r3d"][0]), CLIP
+    else:
+        model, shape = monai_net(which, "batch")
+    convs = {n: m.out_channels for n, m in model.named_modules() if is_searchable(m)}
+    by_fx = pair_by_fx(model, convs)
+    assert by_fx and by_fx == pair_by_hooks(model, convs, torch.randn(*shape))
