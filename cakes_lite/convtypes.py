@@ -17,6 +17,7 @@ from_conv and profile all ask this module, so the rule lives here only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -178,9 +179,20 @@ def skipped_convs(model: nn.Module) -> dict[str, str]:
     return out
 
 
-def refused_types(skipped: dict[str, str]) -> dict[str, str]:
-    """The entries of :func:`skipped_convs` refused for their type (worth a warning)."""
-    return {n: why for n, why in skipped.items() if "register_conv_type" in why}
+def refused_types(model: nn.Module) -> dict[str, str]:
+    """``{name: reason}`` for the ``nn.Conv3d`` subclasses of ``model`` refused for their type
+    (they override ``forward`` and are not registered): worth a warning."""
+    return {name: _reader(m)[1] for name, m in model.named_modules()
+            if isinstance(m, nn.Conv3d) and not is_conv_type(m)}
+
+
+def warn_refused(model: nn.Module) -> None:
+    """One UserWarning listing :func:`refused_types` of ``model``, if any."""
+    refused = refused_types(model)
+    if refused:
+        lines = "; ".join(f"{n!r}: {why}" for n, why in refused.items())
+        warnings.warn(f"skipped {len(refused)} conv layer(s) CAKES cannot replace: {lines}",
+                      UserWarning, stacklevel=3)
 
 
 def subkernel_weight(dense: torch.Tensor, name: str, init: str = "sum") -> torch.Tensor:

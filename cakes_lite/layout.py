@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import warnings
-
 from torch import nn
 
 from .baselines import even_split
-from .convtypes import check_conv, conv_geometry, is_searchable, refused_types, skipped_convs
+from .convtypes import check_conv, conv_geometry, is_searchable, skipped_convs, warn_refused
 from .kernels import kernel_volume, resolve_space
 from .ops import CAKESConv3d, normalise_split
 
@@ -58,15 +56,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename (never half-written)."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def warn_refused(skipped: Mapping[str, str]) -> None:
-    """One UserWarning listing the convs skipped for their type (see :mod:`.convtypes`)."""
-    refused = refused_types(dict(skipped))
-    if refused:
-        lines = "; ".join(f"{n!r}: {why}" for n, why in refused.items())
-        warnings.warn(f"skipped {len(refused)} conv layer(s) CAKES cannot replace: {lines}",
-                      UserWarning, stacklevel=3)
 
 
 class Layout(Mapping):
@@ -119,7 +108,7 @@ class Layout(Mapping):
         Searchable: see :func:`cakes_lite.convtypes.is_searchable` (``nn.Conv3d`` and subclasses
         keeping its forward, or a type registered with :func:`cakes_lite.register_conv_type`).
         The convs left out are listed with the reason in ``layout.skipped``; convs refused for
-        their type (a subclass overriding ``forward``) also raise a ``UserWarning``.
+        their type (a subclass overriding ``forward``) also emit a ``UserWarning``.
         """
         names = resolve_space(space)
         convs = {name: conv_geometry(m) for name, m in model.named_modules() if is_searchable(m)}
@@ -129,7 +118,7 @@ class Layout(Mapping):
                 "kernel_size": ks[0] if len(ks) == 1 else ks}
         layout = cls(splits, meta)
         layout.skipped = skipped_convs(model)
-        warn_refused(layout.skipped)
+        warn_refused(model)
         return layout
 
     # -- JSON -------------------------------------------------------------------------------

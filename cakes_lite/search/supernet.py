@@ -25,9 +25,8 @@ import copy
 
 from torch import nn
 
-from ..convtypes import conv_geometry, is_searchable, skipped_convs
+from ..convtypes import conv_geometry, is_searchable, skipped_convs, warn_refused
 from ..kernels import resolve_space
-from ..layout import warn_refused
 from .bn_pairing import VerifyPairing, pair_by_fx, pair_by_hooks, pair_by_registration
 from .layer import SearchConv3d, check_mode
 
@@ -85,7 +84,7 @@ def supernet(model: nn.Module, space="video-123d", mode: str = "performance", *,
     convs = {name: conv_geometry(m).out_channels for name, m in net.named_modules()
              if is_searchable(m) and name}
     skipped = skipped_convs(net)
-    warn_refused(skipped)
+    warn_refused(net)
     if not convs:
         raise ValueError("model: expected at least one searchable conv (nn.Conv3d with cubic odd "
                          "k > 1, groups=1, dilation=1, padding k//2), found none; skipped: "
