@@ -250,8 +250,9 @@ def test_monai_shrink_supernet_search_and_derive(name, norm, n_convs, n_bns, one
     torch.testing.assert_close(cl.shrink(model, full_kernels(model))(x), model(x),
                                rtol=1e-4, atol=1e-4)
     assert cl.shrink(model, layout)(x).shape == model(x).shape
-    # supernet: BNs absorbed (with the conv's bias folded into the running mean) only where a BN consumes the conv's output alone (SegResNet's
-    # pre-activation blocks: conv1 -> norm2 only; the other convs feed a residual or norm1+add)
+    # supernet: BNs absorbed (the conv's bias folded into the running mean) only where a BN
+    # consumes the conv's output alone (SegResNet's pre-activation blocks: conv1 -> norm2 only;
+    # the other convs feed a residual add and norm1)
     net = cl.supernet(model, ["kxkxk"])
     assert sum(bn is not None for bn in net.cakes_search["layers"].values()) == n_bns
     torch.testing.assert_close(net.eval()(x), model(x), rtol=1e-4, atol=1e-4)
