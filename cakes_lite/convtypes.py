@@ -105,10 +105,11 @@ def _reader(module: nn.Module) -> tuple[GeometryReader | None, str | None]:
     if isinstance(module, nn.Conv3d):
         if fwd is nn.Conv3d and _owner(cls, "_conv_forward") is nn.Conv3d:
             return conv3d_geometry, None
-        where = fwd.__name__ if fwd is not nn.Conv3d else _owner(cls, "_conv_forward").__name__
-        return None, (f"{cls.__name__} subclasses nn.Conv3d but overrides forward (in "
-                      f"{where}), so CAKES cannot know it computes a plain convolution; if it "
-                      f"does, register it: cakes_lite.register_conv_type({where})")
+        attr = "forward" if fwd is not nn.Conv3d else "_conv_forward"
+        where = _owner(cls, attr).__name__
+        return None, (f"{cls.__name__} subclasses nn.Conv3d but overrides forward "
+                      f"({where}.{attr}), so CAKES cannot know it computes a plain convolution; "
+                      f"if it does, register it: cakes_lite.register_conv_type({where})")
     return None, f"expected an nn.Conv3d, got {cls.__name__}"
 
 

@@ -276,3 +276,12 @@ def test_dry_run_pairing_agrees_with_fx_on_real_networks(which, one_thread):
     convs = {n: m.out_channels for n, m in model.named_modules() if is_searchable(m)}
     by_fx = pair_by_fx(model, convs)
     assert by_fx and by_fx == pair_by_hooks(model, convs, torch.randn(*shape))
+
+
+def test_a_subclass_overriding_conv_forward_is_refused_too():
+    class Masked(nn.Conv3d):
+        def _conv_forward(self, x, weight, bias):
+            return super()._conv_forward(x, weight * 0.5, bias)
+
+    with pytest.raises(ValueError, match=r"overrides forward \(Masked\._conv_forward\)"):
+        cl.CAKESConv3d.from_conv(Masked(2, 4, 3, padding=1), {"kxkxk": 4}, name="m")
