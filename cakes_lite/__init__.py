@@ -1,10 +1,12 @@
 """cakes_lite: channel-wise automatic kernel shrinking (CAKES, Yu et al., AAAI 2021) for 3D CNNs.
 
-Public API (DESIGN.md §4): SUBKERNELS, SPACES, CAKESConv3d, Layout, shrink, profile, the baseline
-builders, and — from the search module — SearchConv3d, supernet, derive_layout, run_search.
+Public API: SUBKERNELS, SPACES, CAKESConv3d, Layout, shrink, profile, register_conv_type, the
+baseline builders, and — from the search module — SearchConv3d, supernet, derive_layout,
+run_search.
 """
 
 from .baselines import BUILDERS, cakes, conv2d, conv3d, csn, get_builder, p3d, r2plus1d
+from .convtypes import register_conv_type, unregister_conv_type
 from .cost import Profile, profile
 from .kernels import SPACES, SUBKERNELS, kernel_shape, kernel_volume, resolve_space
 from .layout import Layout, shrink
