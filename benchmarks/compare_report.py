@@ -12,7 +12,7 @@ import os
 import statistics
 from pathlib import Path
 
-from cakes_lite.layout import atomic_write_text
+from cakes_lite._helpers import atomic_write_text
 
 VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-P", "cakes-C",
             "cakes-budget")

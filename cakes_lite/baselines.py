@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from .kernels import resolve_space
-from .ops import CAKESConv3d, check_kernel_size, triple
+from ._helpers import check_kernel_size, triple
+from .kernels import even_split, resolve_space  # even_split also re-exported from here
+from .ops import CAKESConv3d
 
 Builder = Callable[..., nn.Module]
 
@@ -88,14 +89,6 @@ def csn(in_channels: int, out_channels: int, stride=1, kernel_size: int = 3) -> 
     """Channel-separated, interaction-preserved (ip-CSN, Tran et al. 2019): pointwise 1×1×1
     then depthwise k×k×k, no BN between. (ir-CSN would keep only the depthwise conv.)"""
     return _CSN(in_channels, out_channels, stride, kernel_size)
-
-
-def even_split(out_channels: int, space) -> dict[str, int]:
-    """Split ``out_channels`` as evenly as possible over ``space`` (remainder to the first,
-    most expensive, sub-kernels): 64 over video-123d -> kxkxk 22, 1xkxk 21, kx1x1 21."""
-    names = resolve_space(space)
-    q, r = divmod(out_channels, len(names))
-    return {name: q + (1 if i < r else 0) for i, name in enumerate(names)}
 
 
 def cakes(space="video-123d", split: Mapping[str, float] | None = None) -> Builder:

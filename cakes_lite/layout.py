@@ -11,51 +11,19 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .baselines import even_split
+from ._helpers import atomic_write_text
 from .convtypes import check_conv, conv_geometry, is_searchable, skipped_convs, warn_refused
-from .kernels import kernel_volume, resolve_space
+from .kernels import even_split, kernel_volume, resolve_space
 from .ops import CAKESConv3d, normalise_split
 
 FORMAT = "cakes_lite.layout"
 VERSION = 1
-
-
-def default_file_mode(path: str | os.PathLike) -> None:
-    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the usual 0666 & ~umask mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:
-    """Create ``path`` atomically: ``write(tmp_path)`` fills a temporary file in the same folder,
-    which then gets the usual file mode and is renamed over ``path`` (never half-written; the
-    temporary file is removed if ``write`` fails). ``suffix`` lets writers that pick a format by
-    extension (e.g. PyAV) see the right one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        default_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename (never half-written)."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 class Layout(Mapping):

@@ -18,35 +18,8 @@ import torch
 from torch import nn
 
 from . import fastconv
+from ._helpers import check_kernel_size, triple
 from .kernels import SUBKERNELS, check_subkernel, kernel_shape
-
-
-def triple(value: int | tuple[int, int, int] | list[int], what: str) -> tuple[int, int, int]:
-    """Normalise an int or a 3-sequence of positive ints (a stride) to a 3-tuple."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {value!r}")
-    given = value
-    if isinstance(value, int):
-        value = (value, value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 3
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {given!r}")
-    return tuple(value)  # type: ignore[return-value]
-
-
-def check_kernel_size(kernel_size: object) -> int:
-    """Return ``kernel_size`` if it is an odd positive int, else raise ValueError."""
-    if (
-        isinstance(kernel_size, bool)
-        or not isinstance(kernel_size, int)
-        or kernel_size < 1
-        or kernel_size % 2 == 0
-    ):
-        raise ValueError(f"kernel_size: expected an odd positive int, got {kernel_size!r}")
-    return kernel_size
 
 
 def normalise_split(split: Mapping[str, int], where: str = "split") -> dict[str, int]:

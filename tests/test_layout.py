@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite.layout import FORMAT, VERSION, atomic_write_text, is_searchable
+from cakes_lite._helpers import atomic_write_text
+from cakes_lite.layout import FORMAT, VERSION, is_searchable
 
 
 class Foreign(nn.Module):

@@ -16,6 +16,7 @@ from cakes_lite.train import (
     default_param_groups,
     dice_counts,
     dice_from_counts,
+    dice_per_class,
     evaluate,
     fit,
     load_checkpoint,
@@ -72,6 +73,39 @@ def test_dice_and_top1_metrics():
     assert dice[1] == pytest.approx(2 * 1 / (1 + 3))
     assert math.isnan(dice[2])  # class 2 absent from both
     assert mean_foreground(dice) == pytest.approx(0.5)  # NaN ignored, background excluded
+
+
+@pytest.mark.parametrize("as_numpy", [False, True])
+def test_dice_per_class_matches_training_counts_and_marks_absent_classes_nan(as_numpy):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 3, 5, 5, generator=g)
+    target = torch.randint(0, 3, (2, 3, 5, 5), generator=g)  # class 3 never in the truth
+    pred = logits.argmax(dim=1)
+    pred[pred == 3] = 0  # … nor in the prediction: absent from both
+    logits = torch.nn.functional.one_hot(pred, 4).movedim(-1, 1).float()
+    a, b = (pred.numpy(), target.numpy()) if as_numpy else (pred, target)
+    dice = dice_per_class(a, b, 4)
+    assert dice[:3] == dice_from_counts(dice_counts(logits, target, 4))[:3]  # the same numbers
+    for c in range(3):
+        p, t = pred == c, target == c
+        assert dice[c] == pytest.approx(2 * int((p & t).sum()) / int(p.sum() + t.sum()))
+    assert math.isnan(dice[3])  # absent from both: NaN, left out of the mean
+    assert mean_foreground(dice) == pytest.approx((dice[1] + dice[2]) / 2)
+    with pytest.raises(ValueError, match="target: expected 150 labels"):
+        dice_per_class(pred, target[:1], 4)
+
+
+def test_one_param_group_rule_for_search_and_training():
+    from cakes_lite.search import param_groups
+
+    assert param_groups is default_param_groups
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3), torch.nn.BatchNorm3d(4),
+                              torch.nn.Linear(4, 2))
+    net[2].weight.requires_grad_(False)  # frozen: in neither group
+    decay, no_decay = default_param_groups(net)
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 1e-4
+    assert [p.shape for p in decay["params"]] == [(4, 2, 3, 3, 3)]
+    assert [p.shape for p in no_decay["params"]] == [(4,), (4,), (4,), (2,)]
 
 
 def test_fit_reduces_loss_and_reports_metrics():

@@ -5,8 +5,9 @@ subgradient of  s · Σ_j w_{op(j)} |γ_j|  to the γ gradients, with w_op propo
 sub-kernel's cost (its kernel volume, 27 : 9 : 3 for k×k×k : 1×k×k : k×1×1 at k = 3) and
 normalised to sum to 1 over the layer's candidates. Expensive candidates are pushed towards 0
 faster, so the derived layout leans to cheap sub-kernels unless the expensive ones earn their
-keep. γ and β are excluded from weight decay (:func:`param_groups`), otherwise decay would
-shrink all γ alike and blur the ranking. Walkthrough: ``notebooks/02_search.ipynb``.
+keep. γ and β are excluded from weight decay (:func:`param_groups`, which is training's
+:func:`~cakes_lite.train.default_param_groups`: one rule), otherwise decay would shrink all γ
+alike and blur the ranking. Walkthrough: ``notebooks/02_search.ipynb``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ..kernels import kernel_volume
+from ..train.optim import default_param_groups as param_groups  # noqa: F401 (one rule)
 from .layer import SearchConv3d
 from .supernet import search_layers
 
@@ -83,17 +85,3 @@ def importance(model: nn.Module) -> dict[str, dict[str, list[float]]]:
         scores = layer.importance().cpu()  # .cpu() before any float64 (MPS has none)
         out[name] = {op: scores[i].tolist() for i, op in enumerate(layer.candidates)}
     return out
-
-
-def param_groups(model: nn.Module, weight_decay: float = 1e-4) -> list[dict]:
-    """Optimizer parameter groups: weight decay on conv/linear weights, none on γ, β and
-    biases (every parameter with ≤ 1 dimension).
-
-    >>> opt = torch.optim.SGD(param_groups(net, 1e-4), lr=0.1, momentum=0.9)
-    """
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.dim() <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]

@@ -32,7 +32,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..layout import Layout, atomic_write, atomic_write_text, shrink
+from .._helpers import atomic_write, atomic_write_text
+from ..layout import Layout, shrink
 from ..ops import CAKESConv3d
 
 FORMAT = "cakes_lite.checkpoint"

@@ -6,7 +6,7 @@ function of the global step, so a run interrupted after any epoch — or, with
 ``checkpoint_every``, inside one — and resumed from its checkpoint ends with the same weights as
 an uninterrupted one (bit-exact on CPU). Under ``torchrun`` the same call trains with DDP (the
 ``DistributedSampler`` reshuffles every epoch). One epoch is :func:`.epoch.train_one_epoch`.
-Walkthrough: ``notebooks/03_training.ipynb``.
+Walkthrough: ``notebooks/03_video_training.ipynb``.
 """
 
 from __future__ import annotations

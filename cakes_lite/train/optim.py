@@ -10,9 +10,21 @@ import torch
 from torch import nn
 
 
-def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights with ≥ 2 dims only; none on BN γ/β and biases (nor on the
-    supernet's γ, whose L1 step the search applies instead)."""
+def default_param_groups(model: nn.Module, weight_decay: float = 1e-4) -> list[dict[str, Any]]:
+    """The one weight-decay rule of cakes_lite, for training (:func:`~.loop.fit`) and search
+    (``cakes_lite.search.param_groups`` is this function).
+
+    Weight decay on parameters with ≥ 2 dims (conv and linear weights); none on those with ≤ 1
+    (BN γ/β, biases — and the supernet's γ, which the search's L1 step drives instead: decay
+    would shrink every γ alike and blur the ranking). Frozen parameters
+    (``requires_grad=False``) are left out of both groups.
+
+    Returns:
+        ``[{"params": decay, "weight_decay": weight_decay}, {"params": no_decay,
+        "weight_decay": 0.0}]``.
+
+    >>> opt = torch.optim.SGD(default_param_groups(net, 1e-4), lr=0.1, momentum=0.9)
+    """
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
