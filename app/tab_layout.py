@@ -183,7 +183,8 @@ def build() -> None:
     with gr.Row():
         choice = gr.Dropdown(layouts, value=first, label="bundled layout", scale=3)
         upload = gr.File(label="…or upload a layout JSON (used instead of the dropdown while "
-                               "present)", file_types=[".json"], scale=2, height=120)
+                               "present)", file_types=[".json"], scale=2, height=120,
+                         elem_id="layout-upload")
         normalize = gr.Checkbox(False, label="shares instead of channel counts")
     show = gr.Button("Show layout", variant="primary")
     status = gr.Markdown(elem_id="layout-note")
