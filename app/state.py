@@ -114,8 +114,15 @@ def model(name: str | None) -> tuple[torch.nn.Module, dict]:
 
 
 def models_for(task: str) -> list[tuple[str, str]]:
-    """(label, name) of the bundled models of a task, for a dropdown."""
-    return [(f"{m['title']} — {m['name']}", m["name"]) for m in zoo.list_models(ZOO, task)]
+    """(label, name) of the bundled models of a task, for a dropdown (label: title, name and
+    the accuracy its build measured)."""
+    out = []
+    for m in zoo.list_models(ZOO, task):
+        metrics = m.get("metrics", {})
+        score = (f"test top-1 {metrics['top1']:.0%}" if "top1" in metrics else
+                 f"Dice {metrics['dice_mean']:.2f}" if "dice_mean" in metrics else "")
+        out.append((f"{m['title']} — {m['name']}" + (f" ({score})" if score else ""), m["name"]))
+    return out
 
 
 def default_model(task: str) -> str | None:

@@ -28,7 +28,7 @@ pytestmark = [
                        reason=f"no chromium at {CHROMIUM}: run `bash scripts/install_browser.sh` "
                               "(needs root + apt-get) to enable the real-browser app test"),
     pytest.mark.skipif(not (ZOO / "index.json").is_file(),
-                       reason="app/zoo is not built (python -m cakes_lite zoo build)"),
+                       reason="app/zoo is not built (python app/zoo_build.py)"),
 ]
 
 
