@@ -93,8 +93,9 @@ def layout_costs(layout: Layout, title: str) -> tuple[list[list], str, dict[str,
                            "full 3D": (c["macs_3d"], c["params_3d"])}, "full 3D")
         c_in = {n: w for s, (w, b, _) in enumerate(zoo.RESNET50_STAGES, 1)
                 for n in [f"layer{s}.{i}.conv2" for i in range(b)]}
-        return rows, ("ResNet-50 I3D, the 16 searched 3×3×3 layers only, analytic, at the "
-                      "paper's 8×224×224 input (stage outputs 56², 28², 14², 7², T = 8)."), c_in
+        how = ("ResNet-50 I3D, the 16 searched 3×3×3 layers only, analytic, at the paper's "
+               "8×224×224 input (stage outputs 56², 28², 14², 7², T = 8).")
+        return rows, how, c_in
     known = []
     for net_name, info in _networks():
         base = build_model(net_name, **info["spec"])

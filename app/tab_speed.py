@@ -24,8 +24,8 @@ def reading(ratio: float, macs_ratio: float, batch: int, threads: int, shape) ->
         return (f"CAKES is faster {at} ({ratio:.2f}× the 3D time for {macs_ratio:.2f}× the "
                 f"MACs): here the arithmetic saved outweighs the extra work of running one "
                 f"convolution per sub-kernel group and joining the groups.")
-    why = ("These tiny zoo networks (16–64 channels, 8×32×32 clips or 64³ patches) spend much of "
-           "each layer's time on fixed costs, not arithmetic: a CAKES layer launches one "
+    why = ("These tiny zoo networks (16–64 channels, 8×32×32 clips or 64³ patches) spend much "
+           "of each layer's time on fixed costs, not arithmetic: a CAKES layer launches one "
            "convolution per sub-kernel group and joins their outputs, and CPU convolution "
            "kernels pad channel groups to blocks of 16, so a group of 5 channels costs like 16. "
            "The MAC saving turns into time with wider layers, larger inputs and batches.")

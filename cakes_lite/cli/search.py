@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "searched layers (with --mode cost or performance): a value in (0, 1] is a "
                    "fraction of their full k×k×k cost (0.5 = half); a value > 1 is an absolute "
                    "count of MACs (or params with --metric params), e.g. 2e6")
-    s.add_argument("--round-to", type=positive_int, default=1, help="every group a multiple of this")
+    s.add_argument("--round-to", type=positive_int, default=1,
+                   help="every group a multiple of this")
     s.add_argument("--metric", choices=("macs", "params"), default="macs", help="budget metric")
     s.add_argument("--seed", type=int, default=0, help="search seed")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 …")

@@ -36,17 +36,18 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     g = parser.add_argument_group("data")
     g.add_argument("--data", choices=list(DATA), required=required, default=None,
                    help="synthetic-video: classification clips; mni152: tissue segmentation")
-    g.add_argument("--frames", type=positive_int, default=None, help="synthetic-video: frames per clip "
-                   "(default 8)")
-    g.add_argument("--size", type=positive_int, default=None, help="synthetic-video: frame size (default "
-                   "32)")
+    g.add_argument("--frames", type=positive_int, default=None,
+                   help="synthetic-video: frames per clip (default 8)")
+    g.add_argument("--size", type=positive_int, default=None,
+                   help="synthetic-video: frame size (default 32)")
     g.add_argument("--patch-size", type=positive_int, default=None, help="mni152: cubic patch size "
                    "(default 32)")
     g.add_argument("--spacing", type=positive_float, default=None, help="mni152: voxel size in mm "
                    "(default 2.0)")
     g.add_argument("--data-seed", type=int, default=None, help="dataset seed (default 0)")
     g.add_argument("--batch-size", type=positive_int, default=16, help="batch size (per process)")
-    g.add_argument("--num-workers", type=nonnegative_int, default=0, help="DataLoader worker processes")
+    g.add_argument("--num-workers", type=nonnegative_int, default=0,
+                   help="DataLoader worker processes")
 
 
 def data_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -142,9 +143,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=positive_int, default=5, help="epochs")
     t.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
     t.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")
-    t.add_argument("--weight-decay", type=nonnegative_float, default=0.05, help="weight decay (weights only)")
-    t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0, help="linear warm-up, in epochs")
-    t.add_argument("--max-steps-per-epoch", type=positive_int, default=None, help="cap batches per epoch")
+    t.add_argument("--weight-decay", type=nonnegative_float, default=0.05,
+                   help="weight decay (weights only)")
+    t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0,
+                   help="linear warm-up, in epochs")
+    t.add_argument("--max-steps-per-epoch", type=positive_int, default=None,
+                   help="cap batches per epoch")
     t.add_argument("--seed", type=int, default=0, help="training seed (data order, init)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if any)")
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
