@@ -38,10 +38,10 @@ MAX_MODEL_VOXELS = 1_200_000  # voxels the segmenter sees at 2 mm (≈ 106³; MN
 MEMORY_BUDGET_MB = 500  # peak memory of one request above the idle app (measured by the tests)
 
 LIMITS_TEXT = (
-    f"Limits: uploads ≤ {MAX_FILE_SIZE.upper()}; videos ≤ {MAX_VIDEO_FRAMES} frames "
+    f"Limits: uploads ≤ {MAX_FILE_SIZE[:-2]} MB; videos ≤ {MAX_VIDEO_FRAMES} frames "
     f"(≤ {MAX_VIDEO_SECONDS:.0f} s), ≤ 1920×1080; NIfTI ≤ {MAX_FILE_VOXELS:,} voxels in the "
     f"file and ≤ {MAX_MODEL_VOXELS:,} voxels (about 106³) at the model's 2 mm grid; layout "
-    f"JSON ≤ {MAX_JSON_BYTES // 1000} kB. Each request stays under about {MEMORY_BUDGET_MB} MB "
+    f"JSON ≤ {MAX_JSON_BYTES / 1e6:g} MB. Each request stays under about {MEMORY_BUDGET_MB} MB "
     "of memory; larger inputs are refused with a message before they are loaded.")
 
 

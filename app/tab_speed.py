@@ -104,9 +104,9 @@ def build() -> None:
         repeats = gr.Slider(1, 50, value=10, step=1, label="timed rounds")
     measure = gr.Button("Measure", variant="primary")
     status = gr.Markdown(elem_id="speed-note")
-    with gr.Row():
-        table = gr.Dataframe(headers=HEADERS, label="latency on this machine", interactive=False,
-                             wrap=True)
-        plot = gr.Plot(label="median latency")
+    # stacked, not side by side: the table keeps all its columns on narrow screens
+    table = gr.Dataframe(headers=HEADERS, label="latency on this machine", interactive=False,
+                         wrap=True)
+    plot = gr.Plot(label="median latency")
     measure.click(speed, [pmodel, batch, threads, repeats], [table, plot, status],
                   api_name="speed", concurrency_limit=1, concurrency_id="speed")

@@ -239,5 +239,5 @@ def subkernel_shapes(
     fig.update_layout(
         height=height, margin=dict(l=0, r=0, t=90, b=0),
         title=dict(text=f"{head}{c_in}{total} output channels; weights {share:.0%} of "
-                        f"{k}×{k}×{k}", y=0.98))
+                        f"{k}×{k}×{k}", y=0.98, x=0.5, xanchor="center"))
     return fig
