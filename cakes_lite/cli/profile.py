@@ -20,8 +20,6 @@ import importlib
 import json
 from typing import Any
 
-from torch import nn
-
 DEFAULT_MODEL = "cakes_lite.models:resnet3d_tiny"
 
 
@@ -90,6 +88,8 @@ def load_factory(path: str):
 
 def build_report(args: argparse.Namespace) -> dict[str, Any]:
     """Build, optionally shrink and profile the model; return the report as plain data."""
+    from torch import nn
+
     from .. import Layout, profile, shrink
 
     shape = parse_shape(args.input)
