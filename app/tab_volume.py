@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cakes_lite.train.metrics import dice_per_class
 from cakes_lite.viz.volume import class_volume_figure, slice_figure
 from state import (MAX_FILE_VOXELS, MAX_MODEL_VOXELS, default_model, expected_accuracy, fail,
                    guarded, model, models_for, ok, timed)
@@ -85,19 +86,18 @@ def segment(model_name: str | None, upload: str | None):
         ax, lo, hi = mni152_split_bounds(reference.shape, "val")  # the held-out slab
         sl = [slice(None)] * 3
         sl[ax] = slice(lo, hi)
-        dice = [_dice(pred[tuple(sl)], reference[tuple(sl)], c) for c in range(1, len(classes))]
+        dice = dice_per_class(pred[tuple(sl)], reference[tuple(sl)], len(classes))[1:]
         note += (" Dice vs the template's tissue labels on the held-out slab (never trained "
-                 "on): " + ", ".join(f"{c} {v:.2f}" for c, v in zip(classes[1:], dice)) + ".")
+                 "on): " + ", ".join(f"{c} {_fmt_dice(v)}" for c, v in zip(classes[1:], dice))
+                 + ".")
     fig = slice_figure(image, pred, axis="axial", class_names=classes, ras=True)
     vols = class_volume_figure(pred, spacing, class_names=classes, reference=reference)
     return state, fig, vols, _slider(image.shape[2]), "axial", ok(note)
 
 
-def _dice(pred: np.ndarray, ref: np.ndarray, c: int) -> float:
-    """Dice of class ``c``; 1.0 when it is absent from both (nothing to find, nothing found)."""
-    a, b = pred == c, ref == c
-    denom = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / denom) if denom else 1.0
+def _fmt_dice(v: float) -> str:
+    """A Dice score for the note; "n/a" for a class absent from both maps (see dice_per_class)."""
+    return "n/a" if math.isnan(v) else f"{v:.2f}"
 
 
 @guarded(lambda: (None,))

@@ -14,7 +14,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cakes_lite.cost import profile
-from cakes_lite.layout import Layout, atomic_write, atomic_write_text
+from cakes_lite._helpers import atomic_write, atomic_write_text
+from cakes_lite.layout import Layout
+from cakes_lite.train.metrics import dice_per_class, mean_foreground
 
 
 def save_entry(root: str | Path, name: str, model: nn.Module, meta: dict[str, Any],
@@ -119,11 +121,9 @@ def accuracy_metrics(pred: torch.Tensor, y: torch.Tensor, pairs) -> dict[str, fl
 
 
 def dice_metrics(pred: torch.Tensor, y: torch.Tensor, classes) -> dict[str, float]:
-    """Dice per foreground class over all voxels of the evaluation set, and their mean."""
-    out = {}
-    for c in range(1, len(classes)):
-        a, b = pred == c, y == c
-        denom = int(a.sum() + b.sum())
-        out[f"dice_{classes[c]}"] = round(2 * int((a & b).sum()) / denom, 4) if denom else 1.0
-    out["dice_mean"] = round(sum(out.values()) / max(len(out), 1), 4)
+    """Dice per foreground class over all voxels of the evaluation set, and their mean
+    (:func:`cakes_lite.train.metrics.dice_per_class`: NaN for a class absent from both)."""
+    dice = dice_per_class(pred, y, len(classes))
+    out = {f"dice_{classes[c]}": round(dice[c], 4) for c in range(1, len(classes))}
+    out["dice_mean"] = round(mean_foreground(dice), 4)
     return out
