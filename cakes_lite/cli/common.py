@@ -4,6 +4,7 @@ checks. Imports nothing heavy at module level, so ``--help`` stays fast."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,21 @@ positive_int = _number(int, 0, True, "a positive integer")
 nonnegative_int = _number(int, 0, False, "an integer >= 0")
 positive_float = _number(float, 0.0, True, "a positive number")
 nonnegative_float = _number(float, 0.0, False, "a number >= 0")
+
+
+def parse_kwargs(pairs: list[str], option: str = "--arg") -> dict[str, Any]:
+    """``["widths=[8,16,32]", "block=basic"]`` -> ``{"widths": [8, 16, 32], "block": "basic"}``
+    (each value parsed as JSON, else kept as a string); ``option`` names the flag in errors."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{option}: expected KEY=VALUE with a Python identifier, got {pair!r}")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs
 
 
 def check_device(value: str | None, option: str = "--device") -> str | None:

@@ -20,6 +20,8 @@ import importlib
 import json
 from typing import Any
 
+from .common import parse_kwargs
+
 DEFAULT_MODEL = "cakes_lite.models:resnet3d_tiny"
 
 
@@ -50,20 +52,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(s < 1 for s in shape):
         raise ValueError(f"--input: expected positive ints like 1,3,8,32,32, got {text!r}")
     return shape
-
-
-def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
-    """``["width=16", "name=abc"]`` -> ``{"width": 16, "name": "abc"}``."""
-    kwargs: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--arg: expected KEY=VALUE with a Python identifier, got {pair!r}")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
-    return kwargs
 
 
 def load_factory(path: str):

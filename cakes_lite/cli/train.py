@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (HelpFormatter, check_checkpoint, check_device, nonnegative_float,
-                     nonnegative_int, positive_float, positive_int)
+                     nonnegative_int, parse_kwargs, positive_float, positive_int)
 
 DATA = {"synthetic-video": "classification", "mni152": "segmentation"}
 DEFAULT_MODEL = {"synthetic-video": "resnet3d_tiny", "mni152": "unet3d_tiny"}
@@ -104,17 +104,8 @@ def num_classes(ds) -> int:
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    """``["widths=[8,16,32]", "block=basic"]`` -> kwargs (JSON values, else strings)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--model-arg: expected KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """``--model-arg`` pairs -> keyword arguments of the model constructor."""
+    return parse_kwargs(pairs, "--model-arg")
 
 
 #: the built-in networks (cakes_lite.models.MODELS; listed here so --help needs no torch).
