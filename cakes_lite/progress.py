@@ -17,7 +17,8 @@ from tqdm.std import tqdm as text_tqdm
 
 #: values of CAKES_WIDGETS that switch widgets off ("" too: the notebooks read it that way)
 _OFF = ("", "0", "false", "no", "off")
-#: plain-text bars refresh at most this often (s) unless told otherwise: few lines in a log
+#: plain-text bars appear only after this long (s) and then refresh at most this often, unless
+#: told otherwise: no "0 %" line, and a loop shorter than this prints nothing at all
 TEXT_MININTERVAL_S = 10.0
 
 
@@ -39,10 +40,12 @@ def progress_bar(*args, **kwargs):
 
     Returns:
         ``tqdm.auto.tqdm(*args, **kwargs)`` (a widget in Jupyter, text in a terminal), or, when
-        ``CAKES_WIDGETS`` is "0", ``tqdm.std.tqdm(*args, **kwargs)`` refreshing at most every
-        :data:`TEXT_MININTERVAL_S` seconds unless ``mininterval`` is given.
+        ``CAKES_WIDGETS`` is "0", ``tqdm.std.tqdm(*args, **kwargs)`` that first shows up after
+        :data:`TEXT_MININTERVAL_S` seconds and refreshes at most that often (unless ``delay`` /
+        ``mininterval`` are given).
     """
     if widgets_enabled():
         return auto_tqdm(*args, **kwargs)
+    kwargs.setdefault("delay", TEXT_MININTERVAL_S)
     kwargs.setdefault("mininterval", TEXT_MININTERVAL_S)
     return text_tqdm(*args, **kwargs)
