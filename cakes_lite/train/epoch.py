@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from . import distributed as D
 from .metrics import Meter
@@ -185,7 +185,8 @@ def train_one_epoch(ctx: StepContext, loader: Any, meter: Meter, *, epoch: int, 
     skip_batches(batches, start_batch)
     if before_first is not None:
         before_first()
-    bar = tqdm(total=steps, initial=start_batch, desc=desc, leave=False, disable=not progress)
+    bar = progress_bar(total=steps, initial=start_batch, desc=desc, leave=False,
+                       disable=not progress)
     for i in range(start_batch, steps):
         x, y = next(batches)
         loss, out, loss_value = train_step(ctx, x, y, at=f"at epoch {epoch + 1}, batch {i + 1} ")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from . import distributed as D
 from .checkpoint import JSON_NAME, Checkpoint, load_checkpoint, save_checkpoint
@@ -85,7 +85,7 @@ def evaluate(model: nn.Module, loader: Iterable, task: str = "classification", *
     was_training = model.training
     model.eval()
     meter = Meter(task, _num_classes(model, num_classes) if task == "segmentation" else None)
-    for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+    for x, y in progress_bar(loader, desc="eval", leave=False, disable=not progress):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, amp):
             out = model(x)
