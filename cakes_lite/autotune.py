@@ -1,0 +1,143 @@
+"""Measured plan choice for CAKESConv3d's fast forward (like ``torch.backends.cudnn.benchmark``).
+
+Which plan of :mod:`cakes_lite.fastconv` is fastest depends on the machine (vector ISA, cache,
+threads), the dtype, the device and the shapes; a static cost model describes one CPU. So the
+first forward of a layer on a new (input shape, split, stride, bias, dtype, device, threads,
+grad mode) key times every candidate plan, interleaved (forward, or forward + backward when
+gradients are being recorded), and caches the fastest; later calls look it up.
+
+Switch it off for determinism (the chosen plan, hence the float rounding, then no longer depends
+on timing): ``cakes_lite.autotune.set_autotune(False)`` or the environment variable
+``CAKES_LITE_AUTOTUNE=0``. Off, every layer runs the static ``"mixed"`` plan. Default: on.
+The ``"dense"`` plan (the parent k×k×k conv's MACs, one call) is a candidate only with
+``set_autotune(True, dense=True)``: it can win for tiny layers but does MACs the layer does not
+have. Nothing is timed under tracing, ``torch.compile``/``torch.export``, or a dispatch mode
+such as FlopCounterMode: a cached plan is used if there is one, else ``"mixed"``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from . import fastconv
+
+_STATE = {"enabled": os.environ.get("CAKES_LITE_AUTOTUNE", "1") != "0", "dense": False}
+_CACHE: dict[tuple, str] = {}
+DEFAULT_PLAN = "mixed"
+
+
+def set_autotune(enabled: bool, dense: bool = False) -> None:
+    """Turn measured plan selection on or off (and allow the ``"dense"`` candidate); clears the
+    cache of chosen plans."""
+    if not isinstance(enabled, bool) or not isinstance(dense, bool):
+        raise ValueError(f"set_autotune: expected bools, got enabled={enabled!r}, dense={dense!r}")
+    _STATE.update(enabled=enabled, dense=dense)
+    _CACHE.clear()
+
+
+def autotune_enabled() -> bool:
+    """Whether plans are measured (True) or the static ``"mixed"`` plan is used (False)."""
+    return bool(_STATE["enabled"])
+
+
+def cached_plans() -> dict[tuple, str]:
+    """A copy of the cache: key -> chosen plan (see the module docstring for the key)."""
+    return dict(_CACHE)
+
+
+def clear_cache() -> None:
+    """Forget every measured choice (e.g. after changing the number of threads elsewhere)."""
+    _CACHE.clear()
+
+
+def _tracing(x: torch.Tensor) -> bool:
+    """True under jit tracing, torch.compile / export, or any dispatch / function mode."""
+    return bool(
+        torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch._C._len_torch_dispatch_stack() > 0
+        or torch._C._is_torch_function_mode_enabled()
+        or type(x) not in (torch.Tensor, torch.nn.Parameter)
+    )
+
+
+def key(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride) -> tuple:
+    grad = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
+    return (tuple(x.shape), tuple(tuple(w.shape) for w in weights), bias is not None,
+            tuple(stride), x.dtype, str(x.device), torch.get_num_threads(), grad)
+
+
+def candidates(weights: fastconv.Weights, stride: fastconv.Stride) -> list[str]:
+    """The plans worth timing for these groups (plans that prepare the same calls dropped)."""
+    out, seen = [], set()
+    names = fastconv.PLANS if _STATE["dense"] else tuple(p for p in fastconv.PLANS if p != "dense")
+    for plan in names:
+        prep = fastconv.prepare([w.detach() for w in weights], None, stride, plan)
+        shape = tuple((c[0], tuple(c[1].shape)) for c in prep.calls)
+        if shape not in seen:
+            seen.add(shape)
+            out.append(plan)
+    return out
+
+
+def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
+    """One forward (+ backward on detached copies: the caller's .grad stay untouched)."""
+    if not grad:
+        def fwd() -> None:
+            with torch.no_grad():
+                fastconv.fast(x, weights, bias, stride, plan)
+        return fwd
+    xs = x.detach().requires_grad_(x.requires_grad)
+    ws = [w.detach().requires_grad_(w.requires_grad) for w in weights]
+    bs = None if bias is None else bias.detach().requires_grad_(bias.requires_grad)
+
+    def fwd_bwd() -> None:
+        y = fastconv.fast(xs, ws, bs, stride, plan)
+        y.backward(torch.ones_like(y))
+        xs.grad = None
+        for w in ws:
+            w.grad = None
+    return fwd_bwd
+
+
+def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
+            plans: list[str], repeats: int = 3, grad: bool = False) -> dict[str, float]:
+    """Median milliseconds of each plan (one warm-up round, ``repeats`` interleaved rounds)."""
+    steps = {p: _step(x, weights, bias, stride, p, grad) for p in plans}
+    times: dict[str, list[float]] = {p: [] for p in plans}
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    for r in range(repeats + 1):
+        shift = r % len(plans)
+        for p in plans[shift:] + plans[:shift]:
+            sync()
+            t0 = time.perf_counter()
+            steps[p]()
+            sync()
+            if r:
+                times[p].append((time.perf_counter() - t0) * 1e3)
+    return {p: statistics.median(t) for p, t in times.items()}
+
+
+def choose(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride) -> str:
+    """The plan for this call: measured once per key and cached, or ``"mixed"`` when off."""
+    if not _STATE["enabled"]:
+        return DEFAULT_PLAN
+    k = key(x, weights, bias, stride)
+    plan = _CACHE.get(k)
+    if plan is not None:
+        return plan
+    if _tracing(x):
+        return DEFAULT_PLAN
+    plans = candidates(weights, stride)
+    if len(plans) == 1:
+        plan = plans[0]
+    else:
+        times = measure(x, weights, bias, stride, plans, grad=k[-1])
+        plan = min(plans, key=times.__getitem__)
+    _CACHE[k] = plan
+    return plan
