@@ -57,13 +57,7 @@ def clear_cache() -> None:
 
 def _tracing(x: torch.Tensor) -> bool:
     """True under jit tracing, torch.compile / export, or any dispatch / function mode."""
-    return bool(
-        torch.jit.is_tracing()
-        or torch.compiler.is_compiling()
-        or torch._C._len_torch_dispatch_stack() > 0
-        or torch._C._is_torch_function_mode_enabled()
-        or type(x) not in (torch.Tensor, torch.nn.Parameter)
-    )
+    return fastconv._traced() or type(x) not in (torch.Tensor, torch.nn.Parameter)
 
 
 def key(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride) -> tuple:

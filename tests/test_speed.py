@@ -188,3 +188,22 @@ def test_inference_cache_follows_weight_changes(plan):
     y = layer(xd)
     y.sum().backward()
     assert all(p.grad is not None for p in layer.parameters())
+
+
+@pytest.mark.parametrize("plan", fastconv.PLANS)
+def test_float32_single_sample_uses_onednn_with_equal_values_and_gradients(plan):
+    """N = 1 float32 on CPU goes to aten.mkldnn_convolution directly (fastconv.conv)."""
+    layer = cl.CAKESConv3d(6, {"kxkxk": 4, "1xkxk": 3, "kx1x1": 3}, bias=True, plan=plan)
+    x = torch.randn(1, 6, 4, 6, 5, requires_grad=True)
+    with torch.autograd.profiler.profile() as prof:
+        y = layer(x)
+    names = {e.name for e in prof.function_events}
+    if torch.backends.mkldnn.is_available():
+        assert "aten::mkldnn_convolution" in names and "aten::slow_conv3d" not in names
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    ref = _reference(layer, x)
+    torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
+    g = torch.randn_like(ref)
+    params = [x, *layer.parameters()]
+    for a, b in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
