@@ -256,6 +256,25 @@ class _Assemble(torch.autograd.Function):
         return (None, None, *grads)
 
 
+def _assemble_traceable(recipe, out_channels: int, sources: list[torch.Tensor]) -> torch.Tensor:
+    """What :class:`_Assemble` computes, from out-of-place ops only (slices, zero-padded shifts,
+    adds, one cat), for ``torch.export`` / ONNX / ``torch.compile`` graphs."""
+    depth = sources[0].shape[1]
+    pieces = []
+    for src, slo, cnt, olo, dt in sorted((e for e in recipe if e[4] == 0), key=lambda e: e[3]):
+        y = sources[src][..., slo : slo + cnt]
+        for s2, sl2, c2, ol2, dt2 in recipe:
+            if dt2 == 0 or ol2 != olo or abs(dt2) >= depth:
+                continue
+            z = sources[s2][..., sl2 : sl2 + c2]  # (N, D, H, W, cnt)
+            zeros = z.new_zeros(z.shape[0], abs(dt2), *z.shape[2:])
+            # eq. (1): y[d] += z[d + dt] where 0 <= d + dt < D, zero elsewhere
+            z = torch.cat([z[:, dt2:], zeros], 1) if dt2 > 0 else torch.cat([zeros, z[:, :dt2]], 1)
+            y = y + z
+        pieces.append(y)
+    return torch.cat(pieces, -1) if len(pieces) > 1 else pieces[0]
+
+
 def run(x: torch.Tensor, prep: Prepared, stride: Stride) -> torch.Tensor:
     """Execute a :class:`Prepared` plan.
 
@@ -293,7 +312,10 @@ def run(x: torch.Tensor, prep: Prepared, stride: Stride) -> torch.Tensor:
                 xf = x.transpose(1, 2).reshape(n_batch * depth, c_in, height, width)
             z = conv(xf, w, b, (sh, sw), (arg[0] // 2, arg[1] // 2))  # (N·D, M, H', W')
             sources.append(z.permute(0, 2, 3, 1).reshape(n_batch, depth, h_out, w_out, -1))
-    out = _Assemble.apply(prep.recipe, prep.out_channels, *sources)  # (N, D', H', W', C_out)
+    if _traced():
+        out = _assemble_traceable(prep.recipe, prep.out_channels, sources)
+    else:
+        out = _Assemble.apply(prep.recipe, prep.out_channels, *sources)  # (N, D', H', W', C_out)
     return out.permute(0, 4, 1, 2, 3)
 
 

@@ -154,13 +154,18 @@ def _wrap_convs(module: nn.Module) -> None:
             _wrap_convs(child)
 
 
-def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True) -> nn.Module:
+def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True,
+                  allow_dense: bool = True) -> nn.Module:
     """An eval-mode copy of ``model`` tuned for inference (see the module docstring).
 
     Args:
         model: any module (a plain 3D network or a shrunk CAKES one).
         fold_bn: fold Conv → BatchNorm pairs (:func:`fold_batchnorm`).
         channels_last: keep activations and 5D weights in ``torch.channels_last_3d``.
+        allow_dense: let each CAKESConv3d's autotuning also time the ``"dense"`` plan (one conv
+            with the zero-embedded k×k×k kernel: the parent layer's MACs) and use it where it is
+            faster, so no layer is slower than its 3D parent; the layer's ``last_plan`` says
+            ``"dense"`` then. False: every layer does only its own MACs.
 
     Returns:
         A new module; call it under ``torch.inference_mode()`` (or ``no_grad``) for best speed.
@@ -172,6 +177,9 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
             logits = fast(clips)  # (N, C, T, H, W) -> same as model.eval()(clips)
     """
     out = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    for m in out.modules():
+        if isinstance(m, CAKESConv3d):
+            m.allow_dense = allow_dense
     if channels_last:
         _wrap_convs(out)
         out = ChannelsLast3d(out.to(memory_format=torch.channels_last_3d))

@@ -95,6 +95,8 @@ class CAKESConv3d(nn.Module):
 
     Attributes:
         last_plan: the plan the last forward ran (``"direct"`` for the direct impls), or None.
+        allow_dense: let autotuning pick the ``"dense"`` plan (the parent k×k×k conv's MACs in
+            one call) where it measures faster; default False (the layer does only its own MACs).
 
     Shapes:
         input (N, C_in, D, H, W) -> output (N, sum(split.values()), D', H', W') with
@@ -130,6 +132,7 @@ class CAKESConv3d(nn.Module):
         self.impl = impl
         self.plan = plan
         self.last_plan: str | None = None
+        self.allow_dense = False
         self._prepared: dict[str, tuple[tuple, fastconv.Prepared]] = {}  # inference cache
         self.reset_parameters()
 
@@ -181,7 +184,7 @@ class CAKESConv3d(nn.Module):
             self.last_plan = "direct"
             return fastconv.forward(x, weights, self.bias, self.stride, self._impl)
         # groups share big conv calls (see cakes_lite/fastconv.py); output in channels_last_3d
-        plan = self._plan or autotune.choose(x, weights, self.bias, self.stride)
+        plan = self._plan or autotune.choose(x, weights, self.bias, self.stride, self.allow_dense)
         self.last_plan = plan
         return fastconv.run(x, self._prepare(weights, plan), self.stride)
 
