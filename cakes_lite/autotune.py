@@ -78,7 +78,7 @@ def candidates(weights: fastconv.Weights, stride: fastconv.Stride,
     names = fastconv.PLANS if dense else tuple(p for p in fastconv.PLANS if p != "dense")
     for plan in names:
         prep = fastconv.prepare([w.detach() for w in weights], None, stride, plan)
-        shape = tuple((c[0], tuple(c[1].shape)) for c in prep.calls)
+        shape = (plan == "direct", tuple((c[0], tuple(c[1].shape)) for c in prep.calls))
         if shape not in seen:
             seen.add(shape)
             out.append(plan)
@@ -86,11 +86,15 @@ def candidates(weights: fastconv.Weights, stride: fastconv.Stride,
 
 
 def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
-    """One forward (+ backward on detached copies: the caller's .grad stay untouched)."""
-    if not grad:
+    """One forward (+ backward on detached copies: the caller's .grad stay untouched); with
+    gradients the plan is prepared inside the step, as the layer does then."""
+    if not grad:  # inference: the layer caches the prepared weights, so time only the run
+        with torch.no_grad():
+            prep = fastconv.prepare(weights, bias, stride, plan)
+
         def fwd() -> None:
             with torch.no_grad():
-                fastconv.fast(x, weights, bias, stride, plan)
+                fastconv.run(x, prep, stride)
         return fwd
     xs = x.detach().requires_grad_(x.requires_grad)
     ws = [w.detach().requires_grad_(w.requires_grad) for w in weights]

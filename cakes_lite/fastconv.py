@@ -21,7 +21,10 @@ A *plan* says which groups run how (:data:`PLANS`):
 * ``"fold"``: every group with a 2D kernel part tap-folded as above, k×1×1 groups as columns;
 * ``"mixed"``: as ``"fold"``, but 16-multiples of a family's k_d > 1 group may run as a plain
   ``conv3d`` where a small static cost model says so (the deterministic default);
-* ``"conv3d"``: one ``conv3d`` per group (the official code's calls, assembled in place);
+* ``"conv3d"``: one ``conv3d`` per group (the official code's calls), assembled in
+  channels_last_3d;
+* ``"direct"``: the same calls on the input's own memory format, concatenated with ``torch.cat``
+  (the official code's forward; its output keeps the input's memory format);
 * ``"dense"``: one ``conv3d`` with the zero-embedded k×k×k kernel: the time (and the MACs) of
   the parent 3D layer; only a candidate when :func:`cakes_lite.autotune.set_autotune` allows it.
 
@@ -41,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 CL3D = torch.channels_last_3d
-PLANS = ("fold", "mixed", "conv3d", "dense")
+PLANS = ("fold", "mixed", "conv3d", "direct", "dense")
 _BLOCK = 16  # oneDNN pads output channels to multiples of this
 #: static cost model of the "mixed" plan, in multiply-accumulates per output voxel (fitted on one
 #: AVX-512 CPU, 1 thread): a call costs C_in·pad16(oc)·|kernel| (×1.15 for conv2d) + 75·pad16(oc)
@@ -155,6 +158,9 @@ def prepare(weights: Weights, bias: torch.Tensor | None, stride: Stride,
     if plan not in PLANS:
         raise ValueError(f"plan: expected one of {PLANS}, got {plan!r}")
     out_channels = sum(w.shape[0] for w in weights)
+    if plan == "direct":
+        prep = prepare(weights, bias, stride, "conv3d")
+        return Prepared("direct", prep.calls, prep.recipe, out_channels, prep.kinds)
     if plan == "dense":
         k = max(max(w.shape[2:]) for w in weights)
         calls = [("conv3d", dense_kernel(weights), bias, (k // 2,) * 3)]
@@ -284,8 +290,11 @@ def run(x: torch.Tensor, prep: Prepared, stride: Stride) -> torch.Tensor:
         stride: (s_d, s_h, s_w).
 
     Returns:
-        (N, C_out, D', H', W') in channels_last_3d memory.
+        (N, C_out, D', H', W') in channels_last_3d memory (plan "direct": the input's format).
     """
+    if prep.plan == "direct":  # as the official code: any memory format, one cat
+        outs = [conv(x, w, b, stride, pad) for _, w, b, pad in prep.calls]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
     n_batch, c_in, depth, height, width = x.shape
     sd, sh, sw = stride
     x = x.contiguous(memory_format=CL3D)  # memory (N, D, H, W, C); a no-op in a CL3D network

@@ -102,7 +102,8 @@ class CAKESConv3d(nn.Module):
         input (N, C_in, D, H, W) -> output (N, sum(split.values()), D', H', W') with
         D' = floor((D - 1) / s_d) + 1 (likewise H', W'), exactly as ``nn.Conv3d(…, padding=k//2)``.
         The output is in ``torch.channels_last_3d`` memory (the fast path computes it that way;
-        following layers run faster on it too); call ``.contiguous()`` if you need NCDHW strides.
+        following layers run faster on it too), except under the ``"direct"`` plan, which keeps
+        the input's format; call ``.contiguous()`` if you need NCDHW strides.
     """
 
     def __init__(
@@ -183,7 +184,7 @@ class CAKESConv3d(nn.Module):
         if self._impl != "fast":
             self.last_plan = "direct"
             return fastconv.forward(x, weights, self.bias, self.stride, self._impl)
-        # groups share big conv calls (see cakes_lite/fastconv.py); output in channels_last_3d
+        # groups share big conv calls (see cakes_lite/fastconv.py)
         plan = self._plan or autotune.choose(x, weights, self.bias, self.stride, self.allow_dense)
         self.last_plan = plan
         return fastconv.run(x, self._prepare(weights, plan), self.stride)

@@ -83,6 +83,7 @@ FORCED = {
     ("fast", "fold"): {"taps", "shift", "columns", "columns-unequal-strides"},
     ("fast", "mixed"): {"taps", "shift", "columns"},
     ("fast", "conv3d"): {"conv3d"},
+    ("fast", "direct"): {"conv3d"},
     ("fast", "dense"): {"dense"},
     ("fast", None): set(),
     ("direct", None): set(),
