@@ -29,6 +29,12 @@ from . import fastconv
 
 _STATE = {"enabled": os.environ.get("CAKES_LITE_AUTOTUNE", "1") != "0", "dense": False}
 _CACHE: dict[tuple, str] = {}
+_GENERATION = [0]  # bumped whenever the switch or the cache changes: layers re-check their plan
+
+
+def generation() -> int:
+    """A counter that changes with every :func:`set_autotune` / :func:`clear_cache`."""
+    return _GENERATION[0]
 DEFAULT_PLAN = "mixed"
 
 
@@ -38,7 +44,7 @@ def set_autotune(enabled: bool, dense: bool = False) -> None:
     if not isinstance(enabled, bool) or not isinstance(dense, bool):
         raise ValueError(f"set_autotune: expected bools, got enabled={enabled!r}, dense={dense!r}")
     _STATE.update(enabled=enabled, dense=dense)
-    _CACHE.clear()
+    clear_cache()
 
 
 def autotune_enabled() -> bool:
@@ -54,6 +60,7 @@ def cached_plans() -> dict[tuple, str]:
 def clear_cache() -> None:
     """Forget every measured choice (e.g. after changing the number of threads elsewhere)."""
     _CACHE.clear()
+    _GENERATION[0] += 1
 
 
 def _tracing(x: torch.Tensor) -> bool:
