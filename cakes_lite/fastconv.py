@@ -158,9 +158,11 @@ def prepare(weights: Weights, bias: torch.Tensor | None, stride: Stride,
     if plan not in PLANS:
         raise ValueError(f"plan: expected one of {PLANS}, got {plan!r}")
     out_channels = sum(w.shape[0] for w in weights)
-    if plan == "direct":
+    if plan == "direct":  # the weights as they are: a channels-last weight would make oneDNN
+        # return channels-last outputs for an NCDHW input
         prep = prepare(weights, bias, stride, "conv3d")
-        return Prepared("direct", prep.calls, prep.recipe, out_channels, prep.kinds)
+        calls = [(kind, w, b, arg) for (kind, _, b, arg), w in zip(prep.calls, weights)]
+        return Prepared("direct", calls, prep.recipe, out_channels, prep.kinds)
     if plan == "dense":
         k = max(max(w.shape[2:]) for w in weights)
         calls = [("conv3d", _channels_last(dense_kernel(weights)), bias, (k // 2,) * 3)]
