@@ -26,13 +26,13 @@ A *plan* says which groups run how (:data:`PLANS`):
 * ``"direct"``: the same calls on the input's own memory format, concatenated with ``torch.cat``
   (the official code's forward; its output keeps the input's memory format);
 * ``"dense"``: one ``conv3d`` with the zero-embedded k×k×k kernel: the time (and the MACs) of
-  the parent 3D layer; only a candidate when :func:`cakes_lite.autotune.set_autotune` allows it.
+  the parent 3D layer; a candidate only where allowed (``allow_dense``, see cakes_lite/autotune.py).
 
-Temporal stride > 1: ``conv3d`` for every group but the columns, in every plan. Which plan is fastest
-depends on the CPU/GPU, threads, dtype and shapes, so :mod:`cakes_lite.autotune` measures it once
-per shape and caches it (like ``torch.backends.cudnn.benchmark``). Everything runs in
-channels_last_3d memory; the output is assembled in one pass forward and backward
-(:class:`_Assemble`). Speed: benchmarks/layer_speed.py; equality with the dense reference:
+Temporal stride > 1: ``conv3d`` for every group but the columns, in every plan. Which plan is
+fastest depends on the CPU/GPU, threads, dtype and shapes, so :mod:`cakes_lite.autotune` measures
+it once per shape and caches it (like ``torch.backends.cudnn.benchmark``). Everything but
+``"direct"`` runs in channels_last_3d memory; the output is assembled in one pass forward and
+backward (cakes_lite/assemble.py). Speed: benchmarks/layer_speed.py; equality with the dense reference:
 tests/test_speed.py and tests/test_ops.py.
 """
 
@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .assemble import Assemble, assemble_traceable
 
 CL3D = torch.channels_last_3d
 PLANS = ("fold", "mixed", "conv3d", "direct", "dense")
@@ -123,7 +125,7 @@ class Prepared:
         calls: ``("conv3d", w, b, padding)``, ``("columns", w (n, C, kd, 1), b, kd)`` or
             ``("taps", w (M, C, kh, kw), b, (kh, kw))``; each call is one source of the output.
         recipe: entries (source, source channel, count, output channel, D offset dt), sorted with
-            the dt = 0 copies first (see :class:`_Assemble`).
+            the dt = 0 copies first (see cakes_lite/assemble.py).
         out_channels: C_out.
         kinds: which mechanisms run: subset of {"conv3d", "columns", "taps", "shift"}.
     """
@@ -228,68 +230,6 @@ def _last(y: torch.Tensor) -> torch.Tensor:
     return y.permute(0, 2, 3, 4, 1)
 
 
-class _Assemble(torch.autograd.Function):
-    """Output (N, D', H', W', C_out) from conv outputs ("sources"), by a recipe of entries
-    (source, source channel, count, output channel, D offset dt): dt = 0 copies, dt != 0 adds
-    shifted along D (eq. 1). Every output channel has one dt = 0 entry and every source channel
-    one entry, so forward and backward are one pass each (autograd's slice/in-place backward
-    would allocate and zero-fill a full-size gradient per slice)."""
-
-    @staticmethod
-    def forward(ctx, recipe, out_channels, *sources):
-        ctx.recipe, ctx.shapes = recipe, [s.shape for s in sources]
-        n, depth, h, w, _ = sources[0].shape
-        out = sources[0].new_empty(n, depth, h, w, out_channels)
-        for src, slo, cnt, olo, dt in recipe:  # copies (dt = 0) first
-            o, z = out[..., olo : olo + cnt], sources[src][..., slo : slo + cnt]
-            if dt == 0:
-                o.copy_(z)
-            # eq. (1): y[d] += z_t[d + dt] for 0 <= d + dt < D
-            elif 0 < dt < depth:
-                o[:, : depth - dt] += z[:, dt:]
-            elif -depth < dt < 0:
-                o[:, -dt:] += z[:, : depth + dt]
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        depth = grad.shape[1]
-        grads = [grad.new_empty(shape) for shape in ctx.shapes]
-        for src, slo, cnt, olo, dt in ctx.recipe:
-            g, o = grads[src][..., slo : slo + cnt], grad[..., olo : olo + cnt]
-            if dt == 0:
-                g.copy_(o)
-            elif abs(dt) >= depth:
-                g.zero_()
-            elif dt > 0:
-                g[:, dt:].copy_(o[:, : depth - dt])
-                g[:, :dt].zero_()
-            else:
-                g[:, : depth + dt].copy_(o[:, -dt:])
-                g[:, depth + dt :].zero_()
-        return (None, None, *grads)
-
-
-def _assemble_traceable(recipe, out_channels: int, sources: list[torch.Tensor]) -> torch.Tensor:
-    """What :class:`_Assemble` computes, from out-of-place ops only (slices, zero-padded shifts,
-    adds, one cat), for ``torch.export`` / ONNX / ``torch.compile`` graphs."""
-    depth = sources[0].shape[1]
-    pieces = []
-    for src, slo, cnt, olo, dt in sorted((e for e in recipe if e[4] == 0), key=lambda e: e[3]):
-        y = sources[src][..., slo : slo + cnt]
-        for s2, sl2, c2, ol2, dt2 in recipe:
-            if dt2 == 0 or ol2 != olo or abs(dt2) >= depth:
-                continue
-            z = sources[s2][..., sl2 : sl2 + c2]  # (N, D, H, W, cnt)
-            zeros = z.new_zeros(z.shape[0], abs(dt2), *z.shape[2:])
-            # eq. (1): y[d] += z[d + dt] where 0 <= d + dt < D, zero elsewhere
-            z = torch.cat([z[:, dt2:], zeros], 1) if dt2 > 0 else torch.cat([zeros, z[:, :dt2]], 1)
-            y = y + z
-        pieces.append(y)
-    return torch.cat(pieces, -1) if len(pieces) > 1 else pieces[0]
-
-
 def run(x: torch.Tensor, prep: Prepared, stride: Stride) -> torch.Tensor:
     """Execute a :class:`Prepared` plan.
 
@@ -331,9 +271,9 @@ def run(x: torch.Tensor, prep: Prepared, stride: Stride) -> torch.Tensor:
             z = conv(xf, w, b, (sh, sw), (arg[0] // 2, arg[1] // 2))  # (N·D, M, H', W')
             sources.append(z.permute(0, 2, 3, 1).reshape(n_batch, depth, h_out, w_out, -1))
     if _traced():
-        out = _assemble_traceable(prep.recipe, prep.out_channels, sources)
+        out = assemble_traceable(prep.recipe, prep.out_channels, sources)
     else:
-        out = _Assemble.apply(prep.recipe, prep.out_channels, *sources)  # (N, D', H', W', C_out)
+        out = Assemble.apply(prep.recipe, prep.out_channels, *sources)  # (N, D', H', W', C_out)
     return out.permute(0, 4, 1, 2, 3)
 
 
