@@ -209,3 +209,14 @@ def test_float32_single_sample_uses_onednn_with_equal_values_and_gradients(plan)
     params = [x, *layer.parameters()]
     for a, b in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_thread_clock_and_plan_in_profile_rows():
+    x = torch.randn(1, 2, 3, 4, 4)
+    samples = latency_samples({"id": (nn.Identity(), x)}, repeats=2, warmup=0, clock="thread")
+    assert len(samples["id"]) == 2 and all(t >= 0 for t in samples["id"])
+    with pytest.raises(ValueError, match="clock: expected 'wall' or 'thread'"):
+        latency_samples({"id": (nn.Identity(), x)}, repeats=1, clock="gpu")
+    layer = cl.CAKESConv3d(2, {"kxkxk": 1, "1xkxk": 1}, plan="fold")
+    row = cl.profile(nn.Sequential(layer, nn.ReLU()), (1, 2, 3, 4, 4)).layers[0]
+    assert row.type == "CAKESConv3d" and row.plan == "fold"
