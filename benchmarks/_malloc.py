@@ -1,7 +1,8 @@
 """Shared start-up for the timing benchmarks: steady malloc behaviour before torch is imported.
 
-CPU conv timings are bimodal from page faults unless glibc keeps big buffers mapped (DESIGN.md §7),
-so each benchmark re-executes itself once with these tunables set.
+CPU conv timings are bimodal from page faults unless glibc keeps big buffers mapped (freed buffers
+above the default mmap threshold go back to the OS and fault in again on the next call), so each
+benchmark re-executes itself once with these tunables set.
 """
 
 import os

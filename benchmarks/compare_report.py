@@ -12,11 +12,11 @@ import os
 import statistics
 from pathlib import Path
 
-from cakes_lite.layout import atomic_write_text
+from cakes_lite._helpers import atomic_write_text
 
 VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-P", "cakes-C",
             "cakes-budget")
-LABELS = {"3d": "full 3D", "2d": "2D", "p3d": "P3D", "r2plus1d": "R(2+1)D", "csn": "CSN",
+LABELS = {"3d": "full 3D", "2d": "2D", "p3d": "P3D", "r2plus1d": "R(2+1)D", "csn": "ip-CSN",
           "cakes-uniform": "CAKES uniform", "cakes-P": "CAKES^P (searched)",
           "cakes-C": "CAKES^C (searched)", "cakes-budget": "CAKES^P budgeted"}
 

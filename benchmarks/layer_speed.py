@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 from cakes_lite import CAKESConv3d, profile  # noqa: E402
 from cakes_lite.baselines import r2plus1d  # noqa: E402
-from cakes_lite.layout import atomic_write_text  # noqa: E402
+from cakes_lite._helpers import atomic_write_text  # noqa: E402
 from cakes_lite.speed import GLIBC_TUNABLES as _TUNABLES  # noqa: E402
 from cakes_lite.speed import latency_samples  # noqa: E402
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import cakes_lite as cl  # noqa: E402
-from cakes_lite.layout import atomic_write_text  # noqa: E402
+from cakes_lite._helpers import atomic_write_text  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "search_cost.json"
 

@@ -4,7 +4,7 @@ A *builder* is a callable ``builder(in_channels, out_channels, stride=1, kernel_
 returns an ``nn.Module`` mapping (N, C_in, D, H, W) to (N, C_out, D', H', W') with the same output
 shape as ``nn.Conv3d(C_in, C_out, k, stride, padding=k//2)``. Networks in ``cakes_lite.models``
 take a builder (as torchvision's video ResNet does), so one network definition covers I3D, 2D,
-P3D, R(2+1)D, CSN and CAKES.
+P3D, R(2+1)D, ip-CSN and CAKES.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from .kernels import resolve_space
-from .ops import CAKESConv3d, check_kernel_size, triple
+from ._helpers import check_kernel_size, triple
+from .kernels import even_split, resolve_space  # even_split also re-exported from here
+from .ops import CAKESConv3d
 
 Builder = Callable[..., nn.Module]
 
@@ -72,7 +73,7 @@ def r2plus1d(in_channels: int, out_channels: int, stride=1, kernel_size: int = 3
 
 
 class _CSN(nn.Sequential):
-    """ir-CSN style: 1×1×1 (C_in -> C_out) then depthwise k×k×k (groups = C_out)."""
+    """ip-CSN style: 1×1×1 (C_in -> C_out) then depthwise k×k×k (groups = C_out)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride, k: int):
         k = check_kernel_size(k)
@@ -85,16 +86,9 @@ class _CSN(nn.Sequential):
 
 
 def csn(in_channels: int, out_channels: int, stride=1, kernel_size: int = 3) -> nn.Module:
-    """Channel-separated (ir-CSN): pointwise 1×1×1 then depthwise k×k×k, no BN between."""
+    """Channel-separated, interaction-preserved (ip-CSN, Tran et al. 2019): pointwise 1×1×1
+    then depthwise k×k×k, no BN between. (ir-CSN would keep only the depthwise conv.)"""
     return _CSN(in_channels, out_channels, stride, kernel_size)
-
-
-def even_split(out_channels: int, space) -> dict[str, int]:
-    """Split ``out_channels`` as evenly as possible over ``space`` (remainder to the first,
-    most expensive, sub-kernels): 64 over video-123d -> kxkxk 22, 1xkxk 21, kx1x1 21."""
-    names = resolve_space(space)
-    q, r = divmod(out_channels, len(names))
-    return {name: q + (1 if i < r else 0) for i, name in enumerate(names)}
 
 
 def cakes(space="video-123d", split: Mapping[str, float] | None = None) -> Builder:

@@ -7,7 +7,9 @@ rounding error next to the convolutions and tools disagree on them. FLOPs = 2 ×
 against thop and FlopCounterMode. Walkthrough: ``notebooks/01_operations.ipynb``.
 
 A module can declare its own cost with a method ``cakes_macs(inputs, output) -> int``; its
-sub-modules are then not counted separately (used by CAKESConv3d and SearchConv3d).
+sub-modules are then not counted separately (used by CAKESConv3d and SearchConv3d). Conv types
+registered with :func:`cakes_lite.register_conv_type` are counted as the Conv3d of their geometry;
+``nn.Conv3d`` subclasses are counted as ``nn.Conv3d`` (``MAC_COUNTERS`` is looked up along the MRO).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .convtypes import conv_geometry, is_conv_type
 from .ops import CAKESConv3d
 
 MacCounter = Callable[[nn.Module, tuple, torch.Tensor], int]
@@ -95,9 +98,17 @@ class Profile:
                 f"for input {self.input_shape}")
 
 
+def _registered_conv_macs(m: nn.Module, inputs: tuple, out: torch.Tensor) -> int:
+    # a registered conv type (cakes_lite.register_conv_type): as a Conv3d of its geometry
+    g = conv_geometry(m)
+    return out.numel() * (g.in_channels // g.groups) * math.prod(g.kernel_size)
+
+
 def _counter_for(m: nn.Module) -> MacCounter | None:
     if hasattr(m, "cakes_macs"):
         return lambda mod, i, o: int(mod.cakes_macs(i, o))
+    if is_conv_type(m) and not isinstance(m, nn.Conv3d):
+        return _registered_conv_macs
     for cls in type(m).__mro__:
         if cls in MAC_COUNTERS:
             return MAC_COUNTERS[cls]

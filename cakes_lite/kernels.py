@@ -1,8 +1,9 @@
-"""The sub-kernel catalogue and the named search spaces (DESIGN.md §3).
+"""The sub-kernel catalogue, the named search spaces and the even split over a space.
 
 A sub-kernel is named by its shape over the three axes (D or T, H, W): ``k`` for an axis that
 keeps the layer's kernel size, ``1`` for a shrunk axis. Names do not depend on ``k``, so a layout
-written for 3×3×3 convolutions also describes 5×5×5 ones. Explained in ``notebooks/01_operations``.
+written for 3×3×3 convolutions also describes 5×5×5 ones. Explained in
+``notebooks/01_operations.ipynb``.
 """
 
 from __future__ import annotations
@@ -82,3 +83,11 @@ def resolve_space(space: str | Iterable[str]) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"space: sub-kernels must be distinct, got {names}")
     return tuple(n for n in SUBKERNELS if n in names)
+
+
+def even_split(out_channels: int, space: str | Iterable[str]) -> dict[str, int]:
+    """Split ``out_channels`` as evenly as possible over ``space`` (remainder to the first,
+    most expensive, sub-kernels): 64 over video-123d -> kxkxk 22, 1xkxk 21, kx1x1 21."""
+    names = resolve_space(space)
+    q, r = divmod(out_channels, len(names))
+    return {name: q + (1 if i < r else 0) for i, name in enumerate(names)}

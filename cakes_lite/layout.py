@@ -2,7 +2,7 @@
 
 A layout maps qualified module names (as in ``model.named_modules()``) to splits
 (sub-kernel name -> output channels), e.g. ``{"layer1.0.conv2": {"kxkxk": 22, "1xkxk": 21,
-"kx1x1": 21}}``. ``shrink(model, layout)`` swaps exactly those ``nn.Conv3d`` layers for
+"kx1x1": 21}}``. ``shrink(model, layout)`` swaps exactly those conv layers for
 :class:`~cakes_lite.ops.CAKESConv3d`. Walkthrough: ``notebooks/02_search.ipynb``.
 """
 
@@ -11,83 +11,19 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .baselines import even_split
-from .kernels import kernel_volume, resolve_space
+from ._helpers import atomic_write_text
+from .convtypes import check_conv, conv_geometry, is_searchable, skipped_convs, warn_refused
+from .kernels import even_split, kernel_volume, resolve_space
 from .ops import CAKESConv3d, normalise_split
 
 FORMAT = "cakes_lite.layout"
 VERSION = 1
-
-
-def default_file_mode(path: str | os.PathLike) -> None:
-    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the usual 0666 & ~umask mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:
-    """Create ``path`` atomically: ``write(tmp_path)`` fills a temporary file in the same folder,
-    which then gets the usual file mode and is renamed over ``path`` (never half-written; the
-    temporary file is removed if ``write`` fails). ``suffix`` lets writers that pick a format by
-    extension (e.g. PyAV) see the right one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        default_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename (never half-written)."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def _same_padding(module: nn.Conv3d) -> bool:
-    # padding="same" is symmetric k // 2 for an odd kernel with dilation 1 (checked separately)
-    k = module.kernel_size[0]
-    return module.padding in ((k // 2,) * 3, "same") and module.padding_mode == "zeros"
-
-
-def is_searchable(module: nn.Module) -> bool:
-    """True for an ``nn.Conv3d`` with a cubic odd kernel k > 1 that CAKES can shrink."""
-    if type(module) is not nn.Conv3d:
-        return False
-    k = module.kernel_size
-    return k[0] == k[1] == k[2] and k[0] > 1 and k[0] % 2 == 1 and module.groups == 1 \
-        and module.dilation == (1, 1, 1) and _same_padding(module)
-
-
-def check_conv(name: str, module: nn.Module) -> None:
-    """Raise ValueError (naming the layer) unless ``module`` can be replaced by CAKESConv3d."""
-    if type(module) is not nn.Conv3d:
-        raise ValueError(f"layer {name!r}: expected an nn.Conv3d, got {type(module).__name__}")
-    k = module.kernel_size
-    if not (k[0] == k[1] == k[2] and k[0] % 2 == 1):
-        raise ValueError(f"layer {name!r}: expected a cubic odd kernel (k, k, k), got {k}")
-    if module.groups != 1:
-        raise ValueError(f"layer {name!r}: expected groups=1, got groups={module.groups}")
-    if module.dilation != (1, 1, 1):
-        raise ValueError(f"layer {name!r}: expected dilation 1, got {module.dilation}")
-    if not _same_padding(module):
-        raise ValueError(
-            f"layer {name!r}: expected zero 'same' padding {(k[0] // 2,) * 3}, "
-            f"got padding={module.padding} padding_mode={module.padding_mode!r}"
-        )
 
 
 class Layout(Mapping):
@@ -109,6 +45,8 @@ class Layout(Mapping):
                 raise ValueError(f"layout: layer names must be strings, got {name!r}")
             self.splits[name] = normalise_split(split, where=f"layer {name!r}")
         self.meta: dict[str, Any] = dict(meta or {})
+        #: ``{name: reason}`` of the convs :meth:`uniform` left out (not saved to JSON)
+        self.skipped: dict[str, str] = {}
 
     # -- mapping protocol -------------------------------------------------------------------
     def __getitem__(self, name: str) -> dict[str, int]:
@@ -133,17 +71,23 @@ class Layout(Mapping):
     # -- construction -----------------------------------------------------------------------
     @classmethod
     def uniform(cls, model: nn.Module, space="video-123d") -> Layout:
-        """Even split over ``space`` for every searchable k×k×k ``nn.Conv3d`` of ``model``."""
+        """Even split over ``space`` for every searchable k×k×k conv of ``model``.
+
+        Searchable: see :func:`cakes_lite.convtypes.is_searchable` (``nn.Conv3d`` and subclasses
+        keeping its forward, or a type registered with :func:`cakes_lite.register_conv_type`).
+        The convs left out are listed with the reason in ``layout.skipped``; convs refused for
+        their type (a subclass overriding ``forward``) also emit a ``UserWarning``.
+        """
         names = resolve_space(space)
-        splits = {
-            name: even_split(m.out_channels, names)
-            for name, m in model.named_modules()
-            if is_searchable(m)
-        }
-        ks = sorted({m.kernel_size[0] for m in model.modules() if is_searchable(m)})
+        convs = {name: conv_geometry(m) for name, m in model.named_modules() if is_searchable(m)}
+        splits = {name: even_split(g.out_channels, names) for name, g in convs.items()}
+        ks = sorted({g.kernel_size[0] for g in convs.values()})
         meta = {"space": space if isinstance(space, str) else list(names), "method": "uniform",
                 "kernel_size": ks[0] if len(ks) == 1 else ks}
-        return cls(splits, meta)
+        layout = cls(splits, meta)
+        layout.skipped = skipped_convs(model)
+        warn_refused(model)
+        return layout
 
     # -- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -182,7 +126,8 @@ class Layout(Mapping):
 
     # -- checks and summaries ---------------------------------------------------------------
     def validate(self, model: nn.Module) -> None:
-        """Raise ValueError (naming the layer) unless every entry fits a Conv3d of ``model``."""
+        """Raise ValueError (naming the layer) unless every entry fits a replaceable conv of
+        ``model`` (the rule of :func:`cakes_lite.convtypes.check_conv`)."""
         modules = dict(model.named_modules())
         for name, split in self.splits.items():
             if name not in modules:
@@ -192,11 +137,11 @@ class Layout(Mapping):
                     f"model.named_modules(), e.g. {near or list(modules)[1:6]}"
                 )
             module = modules[name]
-            check_conv(name, module)
+            out_channels = check_conv(name, module).out_channels
             total = sum(split.values())
-            if total != module.out_channels:
+            if total != out_channels:
                 raise ValueError(
-                    f"layer {name!r}: split must sum to out_channels={module.out_channels}, "
+                    f"layer {name!r}: split must sum to out_channels={out_channels}, "
                     f"got {total} ({split})"
                 )
 
@@ -228,10 +173,12 @@ class Layout(Mapping):
 
 def shrink(model: nn.Module, layout: Layout | Mapping[str, Mapping[str, int]], *,
            inplace: bool = False, init: str = "sum") -> nn.Module:
-    """Replace the ``nn.Conv3d`` layers named by ``layout`` with :class:`CAKESConv3d`.
+    """Replace the conv layers named by ``layout`` with :class:`CAKESConv3d`.
 
     Works on any ``nn.Module`` (ours, torchvision, MONAI, a user's own); layers the layout does
-    not name stay untouched. In/out channels, stride, bias, device and dtype are kept.
+    not name stay untouched. In/out channels, stride, bias, device and dtype are kept. Conv
+    types: see :mod:`cakes_lite.convtypes` (register your own with
+    :func:`cakes_lite.register_conv_type`).
 
     Args:
         model: the network.
@@ -253,7 +200,7 @@ def shrink(model: nn.Module, layout: Layout | Mapping[str, Mapping[str, int]], *
     modules = dict(target.named_modules())
     for name, split in layout.items():
         conv = modules[name]
-        new = CAKESConv3d.from_conv(conv, split, init=init)
+        new = CAKESConv3d.from_conv(conv, split, init=init, name=name)
         new.train(conv.training)
         parent_name, _, child = name.rpartition(".")
         parent = modules[parent_name] if parent_name else target

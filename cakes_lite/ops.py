@@ -18,35 +18,8 @@ import torch
 from torch import nn
 
 from . import autotune, fastconv
+from ._helpers import check_kernel_size, triple
 from .kernels import SUBKERNELS, check_subkernel, kernel_shape
-
-
-def triple(value: int | tuple[int, int, int] | list[int], what: str) -> tuple[int, int, int]:
-    """Normalise an int or a 3-sequence of positive ints (a stride) to a 3-tuple."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {value!r}")
-    given = value
-    if isinstance(value, int):
-        value = (value, value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 3
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise ValueError(f"{what}: expected a positive int or a (d, h, w) tuple, got {given!r}")
-    return tuple(value)  # type: ignore[return-value]
-
-
-def check_kernel_size(kernel_size: object) -> int:
-    """Return ``kernel_size`` if it is an odd positive int, else raise ValueError."""
-    if (
-        isinstance(kernel_size, bool)
-        or not isinstance(kernel_size, int)
-        or kernel_size < 1
-        or kernel_size % 2 == 0
-    ):
-        raise ValueError(f"kernel_size: expected an odd positive int, got {kernel_size!r}")
-    return kernel_size
 
 
 def normalise_split(split: Mapping[str, int], where: str = "split") -> dict[str, int]:
@@ -242,45 +215,46 @@ class CAKESConv3d(nn.Module):
         return dense
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv3d, split: Mapping[str, int], init: str = "sum") -> CAKESConv3d:
+    def from_conv(cls, conv: nn.Module, split: Mapping[str, int], init: str = "sum", *,
+                  name: str | None = None) -> CAKESConv3d:
         """Build a CAKESConv3d that replaces ``conv`` (same in/out channels, stride, bias).
 
         Args:
-            conv: a cubic, odd-kernel ``nn.Conv3d`` with groups=1, dilation=1, padding k//2.
+            conv: a cubic, odd-kernel conv with groups=1, dilation=1, zero padding k//2: an
+                ``nn.Conv3d`` (or a subclass keeping its forward) or a type registered with
+                :func:`cakes_lite.register_conv_type`; checked exactly as :func:`cakes_lite.shrink`
+                checks it.
             split: channel counts summing to ``conv.out_channels``.
             init: ``"sum"`` (each channel's dense kernel summed over the shrunk axes: exact for
                 inputs constant along them), ``"centre"`` (the central slice) or ``"random"``.
+            name: the layer's name for error messages.
+
+        Raises:
+            ValueError: a conv it cannot replace exactly (naming the layer and what is wrong),
+                a bad split or init.
         """
+        from .convtypes import check_conv, subkernel_weight
+
         if init not in ("sum", "centre", "random"):
             raise ValueError(f"init: expected 'sum', 'centre' or 'random', got {init!r}")
-        layer = cls(
-            conv.in_channels, split, conv.kernel_size[0], conv.stride, bias=conv.bias is not None
-        )
-        if layer.out_channels != conv.out_channels:
+        g = check_conv(name, conv)
+        layer = cls(g.in_channels, split, g.kernel_size[0], g.stride, bias=g.bias is not None)
+        if layer.out_channels != g.out_channels:
             raise ValueError(
-                f"split: must sum to conv.out_channels={conv.out_channels}, "
+                f"split: must sum to conv.out_channels={g.out_channels}, "
                 f"got {layer.out_channels} ({layer.split})"
             )
-        layer = layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        layer = layer.to(device=g.weight.device, dtype=g.weight.dtype)
         if init == "random":
             return layer
-        k = layer.kernel_size
         with torch.no_grad():
             start = 0
-            for name, w, _ in layer.groups():
+            for sub, w, _ in layer.groups():
                 n = w.shape[0]
-                dense = conv.weight[start : start + n]  # (n, C_in, k, k, k)
-                for axis, full in enumerate(SUBKERNELS[name]):
-                    if not full:
-                        dim = 2 + axis
-                        if init == "sum":
-                            dense = dense.sum(dim=dim, keepdim=True)
-                        else:
-                            dense = dense.narrow(dim, k // 2, 1)
-                w.copy_(dense)
+                w.copy_(subkernel_weight(g.weight[start : start + n], sub, init))
                 start += n
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias)
+            if g.bias is not None:
+                layer.bias.copy_(g.bias)
         return layer
 
     def extra_repr(self) -> str:

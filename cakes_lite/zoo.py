@@ -1,10 +1,10 @@
-"""The bundled model zoo and reference layouts: load them (here), rebuild them (``zoo_build``).
+"""Load a model zoo folder, and the reference layouts of the paper's authors.
 
-The app ships small networks in ``app/zoo/``; each is three files, ``<name>.safetensors``
-(weights), ``<name>.layout.json`` (its kernel layout, CAKES models only) and ``<name>.json``
-(metadata: architecture, data, seed, metrics, MACs, params, training recipe), plus
-``index.json`` (model order and build summary). ``python -m cakes_lite zoo build`` retrains them
-all on CPU (:func:`cakes_lite.zoo_build.build_zoo`).
+A zoo folder (the app ships one in ``app/zoo/``; every function takes its ``root``) holds, per
+model, ``<name>.safetensors`` (weights), ``<name>.layout.json`` (its kernel layout, CAKES models
+only) and ``<name>.json`` (metadata: architecture, data, seed, metrics, MACs, params, training
+recipe), plus ``index.json`` (model order and build summary). The app's recipe that trains them,
+``app/zoo_build.py``, lives with the app, not in the library.
 
 The six ResNet-50 layouts released by the paper's authors (yucornetto/CAKES, MIT licence) are
 in ``cakes_lite/reference/official_resnet50_layouts.json``; :func:`resnet50_macs` costs them.
@@ -21,9 +21,6 @@ from torch import nn
 
 from .kernels import kernel_volume
 from .layout import Layout
-
-#: default zoo folder: ``app/zoo`` of a source checkout (pass ``root=`` elsewhere).
-ZOO_DIR = Path(__file__).resolve().parents[1] / "app" / "zoo"
 
 #: readable names of the official layouts (keys of the reference JSON).
 OFFICIAL_TITLES = {
@@ -98,22 +95,24 @@ def resnet50_macs(layout: Layout | dict, frames: int = 8, size: int = 224) -> di
 
 # -- the bundled zoo ---------------------------------------------------------------------------
 
-def _root(root: str | Path | None) -> Path:
-    path = Path(root) if root is not None else ZOO_DIR
+def _root(root: str | Path) -> Path:
+    if root is None or isinstance(root, bool):
+        raise ValueError(f"root: expected the zoo folder (e.g. 'app/zoo'), got {root!r}")
+    path = Path(root)
     if not (path / "index.json").is_file():
         raise FileNotFoundError(
-            f"zoo: no index.json in {str(path)!r}; build it with `python -m cakes_lite zoo build "
-            f"--out {path}` or pass root= the folder that holds it"
+            f"zoo: no index.json in {str(path)!r}; pass the folder that holds one, or build the "
+            f"app's zoo with `python app/zoo_build.py --out {path}`"
         )
     return path
 
 
-def read_index(root: str | Path | None = None) -> dict[str, Any]:
+def read_index(root: str | Path) -> dict[str, Any]:
     """The zoo's ``index.json``: ``{"models": [names…], "build": {…}}``."""
     return json.loads((_root(root) / "index.json").read_text(encoding="utf-8"))
 
 
-def list_models(root: str | Path | None = None, task: str | None = None) -> list[dict[str, Any]]:
+def list_models(root: str | Path, task: str | None = None) -> list[dict[str, Any]]:
     """Metadata of every bundled model (in index order), optionally only those of one task
     (``"classification"`` or ``"segmentation"``)."""
     path = _root(root)
@@ -121,7 +120,7 @@ def list_models(root: str | Path | None = None, task: str | None = None) -> list
     return [m for m in metas if task is None or m["task"] == task]
 
 
-def read_meta(name: str, root: str | Path | None = None) -> dict[str, Any]:
+def read_meta(name: str, root: str | Path) -> dict[str, Any]:
     """Metadata JSON of bundled model ``name``."""
     path = _root(root) / f"{name}.json"
     if not path.is_file():
@@ -129,13 +128,13 @@ def read_meta(name: str, root: str | Path | None = None) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_layout(name: str, root: str | Path | None = None) -> Layout | None:
+def load_layout(name: str, root: str | Path) -> Layout | None:
     """The layout of bundled model ``name`` (``None`` for a model without one, e.g. full 3D)."""
     meta = read_meta(name, root)
     return Layout.from_json(_root(root) / meta["layout"]) if meta.get("layout") else None
 
 
-def load_model(name: str, root: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(name: str, root: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild bundled model ``name`` from its metadata and load its weights (eval mode, CPU).
 
     Returns:

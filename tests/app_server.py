@@ -21,9 +21,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class AppURL(str):
+    """The app's URL; ``.pid`` is the server process (for memory measurements)."""
+
+    pid: int
+
+
 @contextmanager
 def running_app(timeout: float = 240.0):
-    """Yield the URL of a freshly started app; stop it afterwards (by its own pid)."""
+    """Yield the URL (an :class:`AppURL`) of a freshly started app; stop it afterwards (by its
+    own pid)."""
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONPATH": str(ROOT)}
@@ -32,7 +39,8 @@ def running_app(timeout: float = 240.0):
     log = open(cache / f"app_{port}.log", "w") if cache.is_dir() else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-u", str(APP)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    url = AppURL(f"http://127.0.0.1:{port}/")
+    url.pid = proc.pid
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -62,7 +62,8 @@ def test_factorised_builders_are_spatial_then_temporal(builder, mid):
     assert any(isinstance(m, nn.BatchNorm3d) for m in layer.modules())
 
 
-def test_csn_is_pointwise_then_depthwise():
+def test_csn_is_ip_csn_pointwise_then_depthwise():
+    """ip-CSN (interaction-preserved): the 1×1×1 keeps channel mixing; ir-CSN would drop it."""
     layer = cl.csn(4, 6, stride=2)
     pw, dw = [m for m in layer.modules() if isinstance(m, nn.Conv3d)]
     assert pw.kernel_size == (1, 1, 1) and (pw.in_channels, pw.out_channels) == (4, 6)

@@ -100,3 +100,16 @@ def test_python_dash_m_entry_point(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["macs"] == cl.profile(tiny_net(), (1, 1, 4, 8, 8)).macs
+
+
+def test_key_value_arguments_are_parsed_by_one_function():
+    from cakes_lite.cli.common import parse_kwargs
+    from cakes_lite.cli.train import parse_model_args
+
+    assert parse_kwargs(["widths=[8,16]", "block=basic", "k=3"]) == {
+        "widths": [8, 16], "block": "basic", "k": 3}
+    assert parse_model_args(["width=4"]) == {"width": 4}
+    with pytest.raises(ValueError, match=r"--model-arg: expected KEY=VALUE.*'9x=1'"):
+        parse_model_args(["9x=1"])
+    with pytest.raises(ValueError, match=r"--arg: expected KEY=VALUE.*'novalue'"):
+        parse_kwargs(["novalue"])

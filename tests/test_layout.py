@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite.layout import FORMAT, VERSION, atomic_write_text, is_searchable
+from cakes_lite._helpers import atomic_write_text
+from cakes_lite.layout import FORMAT, VERSION, is_searchable
 
 
 class Foreign(nn.Module):
@@ -111,6 +112,17 @@ def test_uniform_layout_names_only_searchable_convs():
     assert layout.meta == {"space": "video-123d", "method": "uniform", "kernel_size": 3}
     assert not any(is_searchable(m) for m in (model.blocks["b"], model.dw, model.dil, model.valid,
                                              model.circ, model.flat, model.head))
+    # every conv left out is listed with the reason (not saved to JSON)
+    assert layout.skipped == {
+        "blocks.b": "kernel 1×1×1: nothing to shrink",
+        "dw": "expected groups=1, got groups=6",
+        "dil": "expected dilation 1, got (2, 2, 2)",
+        "valid": "expected zero 'same' padding (1, 1, 1), got padding=(0, 0, 0) "
+                 "padding_mode='zeros'",
+        "circ": "expected zero 'same' padding (1, 1, 1), got padding=(1, 1, 1) "
+                "padding_mode='circular'",
+        "flat": "expected a cubic odd kernel (k, k, k), got (1, 3, 3)",
+    }
     shrunk = cl.shrink(model, layout)
     assert shrunk(torch.randn(*X)).shape == (2, 4)
 
@@ -220,3 +232,46 @@ def test_layout_is_a_read_only_mapping_that_copies_meta():
         layout["stem.0"] = {"kxkxk": 8}
     with pytest.raises(ValueError, match="layer names must be strings"):
         cl.Layout({1: {"kxkxk": 8}})
+
+
+BAD_CONVS = [  # (conv, what the message says is wrong)
+    (nn.Conv3d(4, 6, (3, 1, 1), padding=(1, 0, 0)), r"expected a cubic odd kernel .* \(3, 1, 1\)"),
+    (nn.Conv3d(4, 6, 3, padding=0), r"expected zero 'same' padding \(1, 1, 1\), got padding=\(0"),
+    (nn.Conv3d(4, 6, 3, padding=2, dilation=2), r"expected dilation 1, got \(2, 2, 2\)"),
+    (nn.Conv3d(4, 6, 3, padding=1, padding_mode="circular"), r"padding_mode='circular'"),
+    (nn.Conv3d(4, 6, 3, padding=1, groups=2), r"expected groups=1, got groups=2"),
+    (nn.Conv3d(4, 6, 4, padding=2), r"expected a cubic odd kernel .* \(4, 4, 4\)"),
+    (nn.Linear(4, 6), r"expected an nn\.Conv3d, got Linear"),
+]
+
+
+@pytest.mark.parametrize("conv, match", BAD_CONVS)
+def test_from_conv_validates_exactly_like_shrink(conv, match):
+    """CAKESConv3d.from_conv, SearchConv3d.from_conv and shrink raise the same message."""
+    split = {"kxkxk": 2, "1xkxk": 2, "kx1x1": 2}
+    model = nn.Sequential(conv)
+    with pytest.raises(ValueError, match=match) as via_shrink:
+        cl.shrink(model, {"0": split})
+    assert str(via_shrink.value).startswith("layer '0': ")
+    for build in (lambda **kw: cl.CAKESConv3d.from_conv(conv, split, **kw),
+                  lambda **kw: cl.SearchConv3d.from_conv(conv, "video-123d", **kw)):
+        with pytest.raises(ValueError) as named:
+            build(name="0")
+        assert str(named.value) == str(via_shrink.value)
+        with pytest.raises(ValueError, match=match) as unnamed:  # no name: the layer's repr
+            build()
+        assert str(unnamed.value).startswith(f"layer {type(conv).__name__}(")
+
+
+@pytest.mark.parametrize("init", ["sum", "centre"])
+def test_one_sum_initialisation_for_both_from_convs(init):
+    conv = nn.Conv3d(3, 6, 3, padding=1, bias=False)
+    cakes = cl.CAKESConv3d.from_conv(conv, {"kxkxk": 2, "1xkxk": 2, "kx1x1": 2}, init=init)
+    dense = conv.weight.detach()
+    if init == "sum":
+        search = cl.SearchConv3d.from_conv(conv, "video-123d", init=init)
+        torch.testing.assert_close(search.weights["1xkxk"], dense.sum(2, keepdim=True))
+        torch.testing.assert_close(cakes.weights["1xkxk"], dense[2:4].sum(2, keepdim=True))
+        torch.testing.assert_close(cakes.weights["kx1x1"], dense[4:].sum((3, 4), keepdim=True))
+    else:
+        torch.testing.assert_close(cakes.weights["kx1x1"], dense[4:, :, :, 1:2, 1:2])

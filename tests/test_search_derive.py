@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 import torch
@@ -167,3 +168,108 @@ def test_importance_lists():
     assert list(imp["3"]) == list(cl.SPACES[SPACE]) and len(imp["3"]["kx1x1"]) == 32
     layer = dict(net.named_modules())["3"]
     assert imp["3"]["1xkxk"] == layer.importance()[1].tolist()
+
+
+def derive_within(seconds: float, *args, **kwargs):
+    """derive_layout in a daemon thread: fail (instead of hanging the suite) if it loops."""
+    out = {}
+
+    def work():
+        try:
+            out["layout"] = cl.derive_layout(*args, **kwargs)
+        except Exception as e:  # re-raised below in the test's thread
+            out["error"] = e
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"derive_layout{kwargs} did not finish within {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out["layout"]
+
+
+@pytest.mark.parametrize("metric", ["macs", "params"])
+@pytest.mark.parametrize("budget", [0.3333333333, 1 / 3, 1 / 3 * (1 + 5e-10), 1 / 3 - 1e-12])
+def test_budget_at_the_edge_of_a_flat_range_terminates(metric, budget):
+    # volume-2d: every sub-kernel has volume k², so every layout costs exactly 1/3 of k×k×k
+    _, net = trained_like()
+    net2 = cl.supernet(three_layer_net(), "volume-2d")
+    net2.eval()(torch.zeros(SHAPE))
+    layout = derive_within(30, net2, budget=budget, metric=metric)
+    assert layout.meta["cost_fraction"] == pytest.approx(1 / 3)
+    assert [sum(s.values()) for s in layout.values()] == [16, 32, 32]
+
+
+@pytest.mark.parametrize("edge", ["low", "high"])
+def test_budgets_at_the_edges_of_the_reachable_range_are_clamped_or_refused(edge):
+    if edge == "low":  # all kx1x1: 3/27 of the full cost
+        _, net = trained_like()
+        end, sign, match = 3 / 27, -1, "smallest reachable"
+    else:  # video-12d has no kxkxk: at most all 1xkxk, 9/27 of the full cost
+        net = cl.supernet(three_layer_net(), "video-12d")
+        net.eval()(torch.zeros(SHAPE))
+        end, sign, match = 9 / 27, 1, "largest reachable"
+    for rel in (0.0, 1e-12, 9e-10):  # inside the 1e-9 edge: clamped to the end of the range
+        got = derive_within(30, net, budget=end * (1 + sign * rel)).meta["cost_fraction"]
+        assert got == pytest.approx(end)
+    with pytest.raises(ValueError, match=match):  # beyond it: refused, naming the reachable value
+        derive_within(30, net, budget=end * (1 + sign * 1e-6))
+
+
+class NoFloat64(torch.Tensor):
+    """Stands in for an MPS tensor: converting it to float64 fails until it is moved to the CPU."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.double or (func is torch.Tensor.to and (
+                torch.float64 in args[1:] or kwargs.get("dtype") is torch.float64)):
+            raise TypeError("float64 is not supported on this device")
+        if func is torch.Tensor.cpu:
+            with torch._C.DisableTorchFunctionSubclass():
+                return args[0].clone()  # a plain CPU tensor
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def test_derivation_and_importance_move_to_the_cpu_before_float64(monkeypatch):
+    _, net = trained_like()
+    original = cl.SearchConv3d.importance
+    monkeypatch.setattr(cl.SearchConv3d, "importance",
+                        lambda self: original(self).as_subclass(NoFloat64))
+    with pytest.raises(TypeError, match="float64"):  # the stand-in really refuses
+        dict(net.named_modules())["0"].importance().to(torch.float64)
+    for budget in (None, 0.5):
+        cl.derive_layout(net, budget=budget)
+    assert list(importance(net)) == SEARCHED
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_sparsity_step_under_a_grad_scaler_equals_the_fp32_step(weighted):
+    """With scaler= (gradients still scaled) or after scaler.unscale_ (no scaler=), the update
+    equals the plain fp32 one; the unscaled L1 added to scaled gradients would not."""
+    x = torch.randn(2, 2, 3, 5, 5)
+
+    def step(how: str) -> torch.Tensor:
+        torch.manual_seed(1)
+        layer = cl.SearchConv3d(2, 4, SPACE, mode="cost")
+        opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, enabled=how != "fp32")
+        scaler.scale(layer(x).square().mean()).backward()
+        if how == "unscale_first":
+            scaler.unscale_(opt)
+            cl.sparsity_step(layer, 0.3, weighted)
+        elif how == "scaler":
+            cl.sparsity_step(layer, 0.3, weighted, scaler=scaler)
+        else:  # fp32, or the bug: L1 added to scaled gradients without telling
+            cl.sparsity_step(layer, 0.3, weighted)
+        scaler.step(opt)
+        scaler.update()
+        return layer.bn.weight.detach().clone()
+
+    ref = step("fp32")
+    torch.testing.assert_close(step("scaler"), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(step("unscale_first"), ref, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(step("naive"), ref, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="scaler"):
+        cl.sparsity_step(cl.SearchConv3d(2, 4, SPACE), 0.1, scaler=2.0)

@@ -199,3 +199,164 @@ def test_cakes_macs_follow_the_mode(mode):
     else:  # every candidate runs: Σ over sub-kernels of a full-width group
         want = sum(searched(cl.shrink(model, {"0": {k: 6}, "3": {k: 8}})) for k in cl.SPACES[SPACE])
     assert got == want
+
+
+# -- Conv–BN pairing by data flow ---------------------------------------------------------------
+class Pairing(nn.Module):
+    """Convs and BNs wired by ``kind``; ``traceable=False`` adds the data-dependent check many
+    models have (torch.fx cannot trace it)."""
+
+    def __init__(self, kind: str, traceable: bool):
+        super().__init__()
+        self.kind, self.traceable = kind, traceable
+        self.conv1 = nn.Conv3d(2, 4, 3, padding=1, bias=False)
+        if kind == "late":  # BNs registered after both convs
+            self.conv2 = nn.Conv3d(4, 4, 3, padding=1, bias=False)
+            self.bn1, self.bn2 = nn.BatchNorm3d(4), nn.BatchNorm3d(4)
+        elif kind == "shared":  # one BN after two convs
+            self.bn = nn.BatchNorm3d(4)
+            self.conv2 = nn.Conv3d(4, 4, 3, padding=1, bias=False)
+        else:  # "after_relu": conv -> ReLU -> BN;  "residual": bn(conv(x)) + conv(x)
+            self.bn = nn.BatchNorm3d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.traceable and x.dim() != 5:
+            raise ValueError("expected a 5D input")
+        if self.kind == "late":
+            return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        if self.kind == "shared":
+            return self.bn(self.conv2(torch.relu(self.bn(self.conv1(x)))))
+        if self.kind == "after_relu":
+            return self.bn(nn.functional.relu(self.conv1(x), inplace=True))
+        y = self.conv1(x)
+        return self.bn(y) + y
+
+
+def randomised(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, eval mode."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.normal_()
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+PAIRS = {"late": {"conv1": "bn1", "conv2": "bn2"}, "shared": {"conv1": None, "conv2": None},
+         "after_relu": {"conv1": None}, "residual": {"conv1": None}}
+X5 = (2, 2, 3, 5, 4)
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+@pytest.mark.parametrize("how", ["fx", "hooks", "registration"])
+def test_bn_pairing_follows_the_data_flow_and_never_normalises_twice(kind, how):
+    model = randomised(Pairing(kind, traceable=how == "fx"))
+    x = torch.randn(*X5)
+    # a one-candidate space with sum init is the model's own conv: with the right BN absorbed
+    # (and no BN applied twice or dropped) the supernet computes exactly what the model does
+    net = cl.supernet(model, ["kxkxk"], example_input=x if how == "hooks" else None).eval()
+    assert net.cakes_search["bn_pairing"] == how
+    if how == "registration":  # the BN registered after conv1 is not (only) its BN here: the
+        # registration-order guess is wrong, and the first forward says so
+        with pytest.raises(ValueError, match=r"example_input=x"):
+            net(x)
+        with pytest.raises(ValueError, match=r"example_input=x"):  # and keeps saying so
+            net(x)
+        return
+    assert net.cakes_search["layers"] == PAIRS[kind]
+    for conv, bn in PAIRS[kind].items():
+        if bn:
+            assert isinstance(getattr(net, bn), nn.Identity)
+            assert getattr(net, conv).source_bn == bn
+    kept = [n for n, m in net.named_modules()  # the model's BNs still in the supernet
+            if isinstance(m, nn.BatchNorm3d) and n.rpartition(".")[0] not in PAIRS[kind]]
+    assert kept == ([] if kind == "late" else ["bn"])
+    torch.testing.assert_close(net(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_registration_order_guess_is_verified_once_then_dropped():
+    class Checked(nn.Sequential):  # torch.fx cannot trace the input check
+        def forward(self, x):
+            if x.dim() != 5:
+                raise ValueError("expected a 5D input")
+            return super().forward(x)
+
+    model = Checked(nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU())
+    net = cl.supernet(model, SPACE)
+    assert net.cakes_search["bn_pairing"] == "registration"
+    assert len(net._forward_pre_hooks) == 1
+    net(torch.randn(*X5))
+    assert len(net._forward_pre_hooks) == 0
+
+
+def test_example_input_is_checked():
+    with pytest.raises(ValueError, match="example_input"):
+        cl.supernet(Pairing("late", traceable=False), SPACE, example_input="x")
+
+
+def test_sync_batchnorm_is_refused_with_a_clear_error():
+    model = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.SyncBatchNorm(4), nn.ReLU())
+    with pytest.raises(ValueError, match=r"layer '0': .*SyncBatchNorm '1'.*absorb_bn=False"):
+        cl.supernet(model, SPACE)
+    net = cl.supernet(model, SPACE, absorb_bn=False)
+    assert isinstance(net[1], nn.SyncBatchNorm) and net.cakes_search["layers"] == {"0": None}
+
+
+def test_absorbed_bn_takes_the_conv_bias_into_its_running_mean():
+    model = randomised(nn.Sequential(nn.Conv3d(2, 4, 3, padding=1, bias=True), nn.BatchNorm3d(4)))
+    with torch.no_grad():
+        model[0].bias.normal_(0.0, 3.0)
+    net = cl.supernet(model, ["kxkxk"]).eval()
+    x = torch.randn(*X5)
+    torch.testing.assert_close(net(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+# -- CUDA (run where a GPU exists; skipped elsewhere) ---------------------------------------------
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+def test_search_and_derive_on_cuda(mode):
+    model = small_net().cuda()
+    batches = [(torch.randn(2, 2, 4, 6, 6, device="cuda"), torch.randint(0, 3, (2,), device="cuda"))
+               for _ in range(2)]
+    result = cl.run_search(model, batches, epochs=1, mode=mode, device="cuda", progress=False)
+    net = result.supernet
+    assert all(p.is_cuda for p in net.parameters())
+    layout = cl.derive_layout(net, budget=0.5)
+    cpu_net = cl.supernet(small_net(), SPACE, mode)
+    cpu_net.load_state_dict({k: v.cpu() for k, v in net.state_dict().items()})
+    cpu_net.eval()(torch.zeros(1, 2, 4, 6, 6))
+    assert cl.derive_layout(cpu_net, budget=0.5) == layout  # the same choice off the GPU
+    assert cl.shrink(model, layout)(batches[0][0]).is_cuda
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sparsity_step_under_autocast_and_a_grad_scaler_on_cuda(dtype):
+    x = torch.randn(2, 2, 3, 5, 5, device="cuda")
+
+    def step(how: str) -> torch.Tensor:
+        torch.manual_seed(1)
+        layer = cl.SearchConv3d(2, 4, SPACE, mode="cost").cuda()
+        opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**12, enabled=how != "fp32")
+        with torch.autocast("cuda", dtype=dtype, enabled=how != "fp32"):
+            loss = layer(x).float().square().mean()
+        scaler.scale(loss).backward()
+        if how == "unscale_first":
+            scaler.unscale_(opt)
+        cl.sparsity_step(layer, 0.3, scaler=scaler if how == "scaler" else None)
+        scaler.step(opt)
+        scaler.update()
+        return layer.bn.weight.detach().float().cpu()
+
+    with_scaler, unscaled_first = step("scaler"), step("unscale_first")
+    torch.testing.assert_close(with_scaler, unscaled_first, rtol=1e-5, atol=1e-6)
+    tol = 2e-2 if dtype is torch.bfloat16 else 5e-3
+    torch.testing.assert_close(with_scaler, step("fp32"), rtol=tol, atol=tol)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from cakes_lite import CAKESConv3d, Layout, shrink
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny
@@ -16,6 +16,7 @@ from cakes_lite.train import (
     default_param_groups,
     dice_counts,
     dice_from_counts,
+    dice_per_class,
     evaluate,
     fit,
     load_checkpoint,
@@ -74,6 +75,39 @@ def test_dice_and_top1_metrics():
     assert mean_foreground(dice) == pytest.approx(0.5)  # NaN ignored, background excluded
 
 
+@pytest.mark.parametrize("as_numpy", [False, True])
+def test_dice_per_class_matches_training_counts_and_marks_absent_classes_nan(as_numpy):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 3, 5, 5, generator=g)
+    target = torch.randint(0, 3, (2, 3, 5, 5), generator=g)  # class 3 never in the truth
+    pred = logits.argmax(dim=1)
+    pred[pred == 3] = 0  # … nor in the prediction: absent from both
+    logits = torch.nn.functional.one_hot(pred, 4).movedim(-1, 1).float()
+    a, b = (pred.numpy(), target.numpy()) if as_numpy else (pred, target)
+    dice = dice_per_class(a, b, 4)
+    assert dice[:3] == dice_from_counts(dice_counts(logits, target, 4))[:3]  # the same numbers
+    for c in range(3):
+        p, t = pred == c, target == c
+        assert dice[c] == pytest.approx(2 * int((p & t).sum()) / int(p.sum() + t.sum()))
+    assert math.isnan(dice[3])  # absent from both: NaN, left out of the mean
+    assert mean_foreground(dice) == pytest.approx((dice[1] + dice[2]) / 2)
+    with pytest.raises(ValueError, match="target: expected 150 labels"):
+        dice_per_class(pred, target[:1], 4)
+
+
+def test_one_param_group_rule_for_search_and_training():
+    from cakes_lite.search import param_groups
+
+    assert param_groups is default_param_groups
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3), torch.nn.BatchNorm3d(4),
+                              torch.nn.Linear(4, 2))
+    net[2].weight.requires_grad_(False)  # frozen: in neither group
+    decay, no_decay = default_param_groups(net)
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 1e-4
+    assert [p.shape for p in decay["params"]] == [(4, 2, 3, 3, 3)]
+    assert [p.shape for p in no_decay["params"]] == [(4,), (4,), (4,), (2,)]
+
+
 def test_fit_reduces_loss_and_reports_metrics():
     ds = video_data()
     result = fit(small_resnet(), loader(ds), loader(ds, shuffle=False), epochs=4, lr=5e-3,
@@ -102,28 +136,107 @@ def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, optimizer):
-    ds = video_data(n=20)  # 3 batches per epoch, the last one short
+def own_generator_loader(ds):
+    """Shuffled by the loader's own torch.Generator (a common set-up)."""
+    return DataLoader(ds, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(5))
+
+
+def batch_sampler_loader(ds):
+    """Shuffled by a generator nested in a batch sampler (loader.sampler is sequential)."""
+    sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(5))
+    return DataLoader(ds, batch_sampler=BatchSampler(sampler, 8, drop_last=False))
+
+
+class NoisyData(TensorDataset):
+    """Augments with the global torch RNG inside __getitem__, so replaying batches matters."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x + 0.1 * torch.randn_like(x), y
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def crash_at(step):
+    """A step_hook that stops the run inside optimiser step ``step`` (a simulated kill)."""
+    calls = {"n": 0}
+
+    def hook(model):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Crash(step)
+    return hook
+
+
+# 20 samples, batch 8: 3 batches per epoch (the last one short), 3 epochs = 9 steps
+@pytest.mark.parametrize("make_loader, optimizer, stop", [
+    (loader, "adamw", "epoch"),  # stopped by the callback after epoch 2
+    (loader, "sgd", "epoch"),
+    (own_generator_loader, "adamw", "epoch"),
+    (batch_sampler_loader, "adamw", "epoch"),
+    (loader, "adamw", "mid"),  # killed in step 6 = epoch 2, batch 3; checkpoint at batch 2
+    (own_generator_loader, "sgd", "mid"),
+    (batch_sampler_loader, "adamw", "mid"),
+], ids=["default-epoch", "sgd-epoch", "own-gen-epoch", "batch-sampler-epoch", "default-mid",
+        "own-gen-mid", "batch-sampler-mid"])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, make_loader, optimizer, stop):
+    base = video_data(n=20)
+    ds = NoisyData(*base.tensors)
     kw = {"epochs": 3, "lr": 5e-3, "optimizer": optimizer, "warmup_epochs": 1, "seed": 3,
           "progress": False}
-    full = fit(small_resnet(dropout=0.3), loader(ds), **kw)
+    full = fit(small_resnet(dropout=0.3), make_loader(ds), **kw)
 
-    def stop_after_2(rec):
-        return rec["epoch"] == 2  # returning True stops the run
-
-    part = fit(small_resnet(dropout=0.3), loader(ds), checkpoint_dir=tmp_path,
-               callback=stop_after_2, **kw)
-    assert len(part.history) == 2
+    if stop == "epoch":
+        part = fit(small_resnet(dropout=0.3), make_loader(ds), checkpoint_dir=tmp_path,
+                   callback=lambda rec: rec["epoch"] == 2, **kw)  # True stops the run
+        assert len(part.history) == 2
+        expect_epoch, expect_batch = 2, 0
+    else:
+        with pytest.raises(Crash):
+            fit(small_resnet(dropout=0.3), make_loader(ds), checkpoint_dir=tmp_path,
+                checkpoint_every=2, step_hook=crash_at(6), **kw)
+        expect_epoch, expect_batch = 1, 2
+    info = read_checkpoint_info(tmp_path)
+    assert (info["epoch"], info["batch"]) == (expect_epoch, expect_batch)
+    assert info["step"] == 3 * expect_epoch + expect_batch
     torch.manual_seed(123)  # the resumed process starts from some other RNG state
-    resumed = fit(small_resnet(dropout=0.3), loader(ds), checkpoint_dir=tmp_path, resume=True,
-                  **kw)
+    resumed = fit(small_resnet(dropout=0.3), make_loader(ds), checkpoint_dir=tmp_path,
+                  resume=True, **kw)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert [r["step"] for r in resumed.history] == [3, 6, 9]
     a, b = _weights(full.model), _weights(resumed.model)
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.equal(a[k], b[k]), k  # bit-exact, BN statistics included
-    assert resumed.history[-1]["train_loss"] == full.history[-1]["train_loss"]
+        # bit-exact, BN statistics included: the resumed run replays the same code path with
+        # the same RNG states on the same machine and thread count (one_thread fixture)
+        assert torch.equal(a[k], b[k]), k
+    for key in ("train_loss", "train_top1", "train_n"):  # mid-epoch: the epoch's sums resumed
+        assert resumed.history[-2][key] == full.history[-2][key], key
+        assert resumed.history[-1][key] == full.history[-1][key], key
+
+
+def test_mid_epoch_checkpoint_files_and_bad_checkpoint_every(tmp_path):
+    ds = video_data(n=20)
+    with pytest.raises(Crash):
+        fit(small_resnet(), own_generator_loader(ds), epochs=2, checkpoint_dir=tmp_path,
+            checkpoint_every=1, step_hook=crash_at(5), progress=False)
+    # steps 1-4 done: epoch 1 complete (3 batches), then batch 1 of epoch 2
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint.json", "model-e0001b000001.safetensors",
+                     "state-e0001b000001.safetensors"]
+    ck = load_checkpoint(tmp_path)
+    assert (ck.epoch, ck.batch, ck.info["step"]) == (1, 1, 4) and len(ck.history) == 1
+    assert ck.extra["meter"][1] == 8  # the epoch's metric sums so far: 8 samples seen
+    with pytest.raises(ValueError, match="generators: the checkpoint stores 1"):
+        ck.restore_rng([])
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="checkpoint_every: expected a positive int"):
+            fit(small_resnet(), loader(ds), checkpoint_dir=tmp_path, checkpoint_every=bad,
+                progress=False)
+    with pytest.raises(ValueError, match="checkpoint_every: .* together with checkpoint_dir"):
+        fit(small_resnet(), loader(ds), checkpoint_every=2, progress=False)
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -160,14 +273,31 @@ def test_checkpoint_round_trip_with_layout_and_optimizer(tmp_path):
     ck = load_checkpoint(tmp_path)  # rebuilt from JSON, layout re-applied, weights loaded
     assert {n for n, m in ck.model.named_modules() if isinstance(m, CAKESConv3d)} == set(layout)
     x = torch.randn(2, 3, 4, 12, 12)
+    for k, v in result.model.state_dict().items():  # stored and loaded bit-exactly
+        assert torch.equal(ck.model.state_dict()[k], v), k
     result.model.eval(), ck.model.eval()
-    torch.testing.assert_close(ck.model(x), result.model(x), rtol=0, atol=0)
+    # two module instances may pick different kernels/memory layouts: equal up to rounding
+    torch.testing.assert_close(ck.model(x), result.model(x))
 
     opt = torch.optim.AdamW(default_param_groups(ck.model, 0.05))
     load_checkpoint(tmp_path, ck.model, optimizer=opt)
     state = opt.state_dict()["state"]
     assert len(state) == len(list(ck.model.parameters()))
     assert all(torch.isfinite(s["exp_avg_sq"]).all() for s in state.values())
+
+
+def test_saving_a_checkpoint_leaves_the_rng_alone(tmp_path):
+    """save_checkpoint builds a reference model (random init) to describe the model: that must
+    not move the caller's RNG, or a run that checkpoints mid-epoch would train differently."""
+    model = resnet3d_tiny(num_classes=3, **TINY)
+    gen = torch.Generator().manual_seed(1)
+    before = torch.get_rng_state()
+    save_checkpoint(tmp_path, model, epoch=1, generators=[gen])
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(3), torch.rand(2, generator=gen)  # move both on, then restore
+    load_checkpoint(tmp_path, restore_rng=True, generators=[gen])
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(1).get_state())
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -217,3 +347,31 @@ def test_fit_rejects_bad_arguments(kwargs, match):
 def test_resume_from_missing_path_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint.json"):
         fit(small_resnet(), loader(video_data(n=8)), resume=tmp_path / "nope", progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_float16_amp_grad_scaler_and_resume_on_cuda(tmp_path):
+    """fp16 autocast with a GradScaler on CUDA; the scaler, CUDA RNG and generator states
+    survive a mid-epoch checkpoint. cuDNN/atomics make CUDA runs non-bit-exact, so the resumed
+    weights are compared with a tolerance."""
+    ds = NoisyData(*video_data(n=20).tensors)
+    kw = {"epochs": 2, "lr": 5e-3, "amp": "float16", "device": "cuda", "deterministic": True,
+          "seed": 3, "progress": False}
+    full = fit(small_resnet(dropout=0.3), own_generator_loader(ds), **kw)
+    assert all(p.device.type == "cuda" for p in full.model.parameters())
+    assert math.isfinite(full.history[-1]["train_loss"])
+    with pytest.raises(Crash):
+        fit(small_resnet(dropout=0.3), own_generator_loader(ds), checkpoint_dir=tmp_path,
+            checkpoint_every=2, step_hook=crash_at(6), **kw)
+    info = read_checkpoint_info(tmp_path)
+    assert info["scaler"] and info["scaler"]["scale"] > 0  # a GradScaler was used and stored
+    ck = load_checkpoint(tmp_path)
+    assert any(k.startswith("rng/cuda/") for k in ck.state)
+    resumed = fit(small_resnet(dropout=0.3), own_generator_loader(ds), checkpoint_dir=tmp_path,
+                  resume=True, **kw)
+    assert [r["step"] for r in resumed.history] == [3, 6]
+    a, b = _weights(full.model), _weights(resumed.model)
+    for k in a:
+        if a[k].is_floating_point():
+            torch.testing.assert_close(b[k], a[k], rtol=1e-2, atol=1e-3, msg=k)

@@ -104,7 +104,8 @@ def test_slice_figure_ras_draws_axial_slices_anterior_up():
     fig = slice_figure(labels.astype(np.float32), labels, axis="axial", index=3, ras=True)
     z = np.asarray(fig.data[1].z, dtype=float)  # rows = y (drawn upwards), columns = x
     assert z.shape == (5, 4) and not np.isnan(z[4, 1]) and np.isnan(z[0, 1])
-    assert fig.layout.yaxis.autorange is True and fig.layout.xaxis.title.text == "x (L→R)"
+    assert fig.layout.yaxis.autorange is True
+    assert fig.layout.xaxis.title.text == "x (L→R), voxel index"  # axes count voxels, not mm
 
 
 def test_slice_figure_rejects_wrong_dimensionality_and_mismatch():
@@ -160,3 +161,27 @@ def test_topk_orders_and_checks_length():
     assert list(fig.data[0].y) == ["c4", "c3", "c1"] and fig.layout.height
     with pytest.raises(ValueError, match="probs"):
         topk(probs, names[:3])
+
+
+@pytest.mark.parametrize("split, voxels", [
+    ({"kxkxk": 8, "1xkxk": 20, "kx1x1": 4}, {"3×3×3": 27, "1×3×3": 9, "3×1×1": 3}),
+    ({"1xkxk": 5, "kx1xk": 0, "kxkx1": 3}, {"1×3×3": 9, "3×3×1": 9}),
+])
+def test_subkernel_shapes_draws_each_kept_voxel_once(split, voxels):
+    from cakes_lite.viz.kernels import subkernel_shapes
+
+    fig = subkernel_shapes(split, kernel_size=3, in_channels=16, title="layer1")
+    meshes = [t for t in fig.data if t.type == "mesh3d"]
+    # one mesh per sub-kernel with channels, 8 vertices per kept voxel
+    assert {t.name: len(t.x) // 8 for t in meshes} == voxels
+    total = sum(split.values())
+    assert f"16 input → {total} output channels" in fig.layout.title.text
+    titles = [a.text for a in fig.layout.annotations]
+    assert any(f"of {total} ch" in t for t in titles) and len(titles) == len(voxels)
+
+
+def test_subkernel_shapes_rejects_an_empty_split():
+    from cakes_lite.viz.kernels import subkernel_shapes
+
+    with pytest.raises(ValueError, match="at least one"):
+        subkernel_shapes({"kxkxk": 0})

@@ -15,7 +15,7 @@ from cakes_lite.ops import CAKESConv3d
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("CAKES_LITE_ZOO", ROOT / "app" / "zoo"))
 built = pytest.mark.skipif(not (ZOO / "index.json").is_file(),
-                           reason="app/zoo is not built (python -m cakes_lite zoo build)")
+                           reason="app/zoo is not built (python app/zoo_build.py)")
 
 
 def test_official_layouts_cover_resnet50_and_cost_as_the_paper_says():
@@ -78,5 +78,30 @@ def test_zoo_model_loads_and_matches_its_metadata(name):
 
 
 def test_missing_zoo_says_how_to_build(tmp_path):
-    with pytest.raises(FileNotFoundError, match="zoo build"):
+    with pytest.raises(FileNotFoundError, match="app/zoo_build.py"):
         zoo.list_models(tmp_path)
+
+
+def test_zoo_root_is_explicit():
+    with pytest.raises(TypeError):
+        zoo.list_models()  # no default folder outside the package
+    with pytest.raises(ValueError, match="root: expected the zoo folder"):
+        zoo.read_index(None)
+
+
+def test_zoo_build_recipe_lives_with_the_app(capsys, monkeypatch):
+    import importlib.util
+    import sys
+
+    assert not (ROOT / "cakes_lite" / "zoo_build.py").exists()
+    spec = importlib.util.spec_from_file_location("zoo_build", ROOT / "app" / "zoo_build.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "zoo_build", module)  # dataclasses look it up there
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends app/ to sys.path
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0 and "--out" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--only", "no_such_model", "--out", "unused"])
+    assert exit_.value.code == 2 and "no_such_model" in capsys.readouterr().err

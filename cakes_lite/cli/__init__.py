@@ -1,14 +1,18 @@
 """Command-line interface: ``python -m cakes_lite {search,train,eval,profile,zoo} …``.
 
 Each sub-command lives in its own module ``cakes_lite.cli.<name>`` exposing
-``add_arguments(parser)`` and ``main(args) -> int``.
+``add_arguments(parser)`` and ``main(args) -> int``. Only the module of the command being run is
+imported (so ``--help`` does not load what other commands need), and every user error — a bad
+option value, a missing or corrupt file, a device this machine lacks — is one line on stderr with
+exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+
+from .common import HelpFormatter, OneLineParser, report, user_error_types
 
 #: sub-command -> one-line help; the module cakes_lite.cli.<name> implements it.
 COMMANDS = {
@@ -16,38 +20,39 @@ COMMANDS = {
     "search": "search a per-layer kernel layout and write it as JSON",
     "train": "train a model (optionally with a layout) and write a checkpoint",
     "eval": "evaluate a checkpoint",
-    "zoo": "build the app's bundled model zoo",
+    "zoo": "list the models of a zoo folder (the app's: app/zoo)",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(argv: list[str] | None = None) -> OneLineParser:
+    """The parser; with ``argv``, only the sub-command named there gets its options (and its
+    module imported); without, every sub-command does."""
+    parser = OneLineParser(
         prog="python -m cakes_lite",
         description="CAKES: channel-wise automatic kernel shrinking for 3D networks.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    wanted = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name, help_text in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"cakes_lite.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"cakes_lite.cli.{name}":
-                raise
-            continue  # not implemented yet
+        if argv is not None and name != wanted:
+            sub.add_parser(name, help=help_text)  # listed, not loaded
+            continue
+        module = importlib.import_module(f"cakes_lite.cli.{name}")
         p = sub.add_parser(name, help=help_text, description=module.__doc__,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
     try:
         return int(args._module.main(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except user_error_types() as e:
+        return report(e)

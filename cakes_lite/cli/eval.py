@@ -16,7 +16,8 @@ import argparse
 import json
 import math
 
-from .train import DATA, HelpFormatter, add_data_arguments, data_config, make_dataset
+from .common import HelpFormatter, check_device, load_checked, positive_int
+from .train import DATA, add_data_arguments, data_config, make_dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint directory (or its checkpoint.json)")
     parser.add_argument("--split", choices=("train", "val", "test"), default="val",
                         help="which split to evaluate (mni152 has train/val only)")
-    parser.add_argument("--samples", type=int, default=None,
+    parser.add_argument("--samples", type=positive_int, default=None,
                         help="number of samples (default: the run's validation size)")
     add_data_arguments(parser, required=False)
     parser.add_argument("--device", default=None, help="cpu, cuda … (default: cuda if any)")
@@ -47,15 +48,16 @@ def main(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..train import evaluate, load_checkpoint, read_checkpoint_info
+    from ..train import evaluate, read_checkpoint_info
 
+    check_device(args.device)
     info = read_checkpoint_info(args.checkpoint)
     stored = info.get("meta", {}).get("data", {})
     cfg = data_config(args, stored)
     samples = args.samples or stored.get("val_samples") or stored.get("train_samples") or 64
+    ds = make_dataset(cfg, args.split, samples)  # checks the split before loading weights
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    ck = load_checkpoint(args.checkpoint, map_location=device)
-    ds = make_dataset(cfg, args.split, samples)
+    ck = load_checked(args.checkpoint, map_location=device)
     loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.num_workers)
     metrics = evaluate(ck.model, loader, DATA[cfg["name"]], device=device,
                        progress=not args.no_progress)

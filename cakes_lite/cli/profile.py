@@ -20,7 +20,7 @@ import importlib
 import json
 from typing import Any
 
-from torch import nn
+from .common import parse_kwargs
 
 DEFAULT_MODEL = "cakes_lite.models:resnet3d_tiny"
 
@@ -54,20 +54,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
-    """``["width=16", "name=abc"]`` -> ``{"width": 16, "name": "abc"}``."""
-    kwargs: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--arg: expected KEY=VALUE with a Python identifier, got {pair!r}")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
-    return kwargs
-
-
 def load_factory(path: str):
     """Import ``"package.module:attr"`` (or ``"package.module.attr"``) and return the attribute."""
     module_name, sep, attr = path.partition(":")
@@ -90,6 +76,8 @@ def load_factory(path: str):
 
 def build_report(args: argparse.Namespace) -> dict[str, Any]:
     """Build, optionally shrink and profile the model; return the report as plain data."""
+    from torch import nn
+
     from .. import Layout, profile, shrink
 
     shape = parse_shape(args.input)

@@ -17,38 +17,38 @@ import argparse
 import json
 import sys
 
-from torch.utils.data import DataLoader
-
-from .train import (HelpFormatter, add_data_arguments, data_config,
-                    make_dataset, model_for_data, num_classes, parse_model_args)
+from .common import HelpFormatter, check_device, nonnegative_float, positive_float, positive_int
+from .train import (MODEL_NAMES, add_data_arguments, data_config, make_dataset, model_for_data,
+                    num_classes, parse_model_args)
 
 DEFAULT_SPACE = {"synthetic-video": "video-123d", "mni152": "volume-all"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..models import MODELS
-
     parser.formatter_class = HelpFormatter
     m = parser.add_argument_group("model")
-    m.add_argument("--model", choices=list(MODELS), default=None,
+    m.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="network (default: resnet3d_tiny for video, unet3d_tiny for mni152)")
     m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra model config field, JSON value (e.g. widths=[8,16,32]); repeatable")
     add_data_arguments(parser)
-    parser.add_argument("--train-samples", type=int, default=None,
+    parser.add_argument("--train-samples", type=positive_int, default=None,
                         help="training samples (default 256 clips / 32 patches)")
     s = parser.add_argument_group("search")
     s.add_argument("--space", default=None, help="search space (default: video-123d for video, "
                    "volume-all for mni152) or comma-separated sub-kernels, e.g. kxkxk,1xkxk")
     s.add_argument("--mode", choices=("performance", "cost"), default="performance",
                    help="performance priority (sampled channels) or cost priority (L1 on γ)")
-    s.add_argument("--epochs", type=int, default=3, help="epochs")
-    s.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (cosine)")
-    s.add_argument("--sparsity", type=float, default=None,
+    s.add_argument("--epochs", type=positive_int, default=3, help="epochs")
+    s.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (cosine)")
+    s.add_argument("--sparsity", type=nonnegative_float, default=None,
                    help="L1 strength on γ (default: 0 for performance, 1e-2 for cost)")
-    s.add_argument("--budget", type=float, default=None, help="target cost of the searched "
-                   "layers: a fraction (0, 1] of full k×k×k, or an absolute count")
-    s.add_argument("--round-to", type=int, default=1, help="every group a multiple of this")
+    s.add_argument("--budget", type=positive_float, default=None, help="target cost of the "
+                   "searched layers (with --mode cost or performance): a value in (0, 1] is a "
+                   "fraction of their full k×k×k cost (0.5 = half); a value > 1 is an absolute "
+                   "count of MACs (or params with --metric params), e.g. 2e6")
+    s.add_argument("--round-to", type=positive_int, default=1,
+                   help="every group a multiple of this")
     s.add_argument("--metric", choices=("macs", "params"), default="macs", help="budget metric")
     s.add_argument("--seed", type=int, default=0, help="search seed")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 …")
@@ -58,10 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import torch
+    from torch.utils.data import DataLoader
 
     from ..models import build_model
     from ..search import run_search
 
+    check_device(args.device)
     cfg = data_config(args)
     video = cfg["name"] == "synthetic-video"
     model_name = model_for_data(args.model, cfg)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+from .common import (HelpFormatter, check_checkpoint, check_device, nonnegative_float,
+                     nonnegative_int, parse_kwargs, positive_float, positive_int)
 
 DATA = {"synthetic-video": "classification", "mni152": "segmentation"}
 DEFAULT_MODEL = {"synthetic-video": "resnet3d_tiny", "mni152": "unet3d_tiny"}
@@ -34,17 +36,18 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     g = parser.add_argument_group("data")
     g.add_argument("--data", choices=list(DATA), required=required, default=None,
                    help="synthetic-video: classification clips; mni152: tissue segmentation")
-    g.add_argument("--frames", type=int, default=None, help="synthetic-video: frames per clip "
-                   "(default 8)")
-    g.add_argument("--size", type=int, default=None, help="synthetic-video: frame size (default "
-                   "32)")
-    g.add_argument("--patch-size", type=int, default=None, help="mni152: cubic patch size "
+    g.add_argument("--frames", type=positive_int, default=None,
+                   help="synthetic-video: frames per clip (default 8)")
+    g.add_argument("--size", type=positive_int, default=None,
+                   help="synthetic-video: frame size (default 32)")
+    g.add_argument("--patch-size", type=positive_int, default=None, help="mni152: cubic patch size "
                    "(default 32)")
-    g.add_argument("--spacing", type=float, default=None, help="mni152: voxel size in mm "
+    g.add_argument("--spacing", type=positive_float, default=None, help="mni152: voxel size in mm "
                    "(default 2.0)")
     g.add_argument("--data-seed", type=int, default=None, help="dataset seed (default 0)")
-    g.add_argument("--batch-size", type=int, default=16, help="batch size (per process)")
-    g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="batch size (per process)")
+    g.add_argument("--num-workers", type=nonnegative_int, default=0,
+                   help="DataLoader worker processes")
 
 
 def data_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def model_for_data(model: str | None, cfg: dict[str, Any]) -> str:
     return model_name
 
 
-def make_dataset(cfg: dict[str, Any], split: str, samples: int) -> Dataset:
+def make_dataset(cfg: dict[str, Any], split: str, samples: int):
     """Build ``cfg["name"]``'s dataset for ``split`` with ``samples`` items."""
     from .. import data
 
@@ -85,13 +88,14 @@ def make_dataset(cfg: dict[str, Any], split: str, samples: int) -> Dataset:
     if cfg["name"] == "synthetic-video":
         return data.SomethingLite(samples, split=split, frames=cfg["frames"], size=cfg["size"],
                                   seed=cfg["seed"])
-    if split == "test":
-        split = "val"  # MNI152 has one template: train / val slabs only
+    if split not in ("train", "val"):  # MNI152 is one template: train and val slabs only
+        raise ValueError(f"--split: the mni152 data has the splits 'train' and 'val' only, got "
+                         f"{split!r}")
     return data.MNI152Tissue(split=split, patch_size=cfg["patch_size"], num_patches=samples,
                              spacing=cfg["spacing"], seed=cfg["seed"])
 
 
-def num_classes(ds: Dataset) -> int:
+def num_classes(ds) -> int:
     if hasattr(ds, "classes"):
         return len(ds.classes)
     from ..data import TISSUE_CLASSES
@@ -100,35 +104,19 @@ def num_classes(ds: Dataset) -> int:
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    """``["widths=[8,16,32]", "block=basic"]`` -> kwargs (JSON values, else strings)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--model-arg: expected KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """``--model-arg`` pairs -> keyword arguments of the model constructor."""
+    return parse_kwargs(pairs, "--model-arg")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the examples in the description as written; show defaults that say something."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, []) or "default" in (action.help or ""):
-            return action.help or ""
-        return super()._get_help_string(action)
+#: the built-in networks (cakes_lite.models.MODELS; listed here so --help needs no torch).
+MODEL_NAMES = ("resnet3d", "resnet3d_tiny", "unet3d", "unet3d_tiny")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..models import MODELS
-
     parser.formatter_class = HelpFormatter
 
     m = parser.add_argument_group("model")
-    m.add_argument("--model", choices=list(MODELS), default=None,
+    m.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="network (default: resnet3d_tiny for video, unet3d_tiny for mni152)")
     m.add_argument("--builder", default="3d", help="conv builder: 3d, 2d, p3d, r2plus1d, csn, "
                    "cakes or cakes:<space> (e.g. cakes:video-123d, cakes:volume-all)")
@@ -138,17 +126,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="extra model config field, JSON value (e.g. widths=[8,16,32]); repeatable")
     add_data_arguments(parser)
     d = parser.add_argument_group("subset")
-    d.add_argument("--train-samples", type=int, default=None,
+    d.add_argument("--train-samples", type=positive_int, default=None,
                    help="training samples (default 512 clips / 64 patches)")
-    d.add_argument("--val-samples", type=int, default=None,
+    d.add_argument("--val-samples", type=nonnegative_int, default=None,
                    help="validation samples, 0 to skip (default 128 clips / 16 patches)")
     t = parser.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=5, help="epochs")
-    t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    t.add_argument("--epochs", type=positive_int, default=5, help="epochs")
+    t.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
     t.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")
-    t.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (weights only)")
-    t.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up, in epochs")
-    t.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap batches per epoch")
+    t.add_argument("--weight-decay", type=nonnegative_float, default=0.05,
+                   help="weight decay (weights only)")
+    t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0,
+                   help="linear warm-up, in epochs")
+    t.add_argument("--max-steps-per-epoch", type=positive_int, default=None,
+                   help="cap batches per epoch")
     t.add_argument("--seed", type=int, default=0, help="training seed (data order, init)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if any)")
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -161,16 +152,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import torch
+    from torch.utils.data import DataLoader
 
     from ..layout import Layout
     from ..models import build_model
     from ..train import NonFiniteLossError, cleanup, fit, init_distributed, is_main
 
+    check_device(args.device)
+    if args.resume and (Path(args.out) / "checkpoint.json").exists():
+        check_checkpoint(args.out, "--out (resumed checkpoint)")
     info = init_distributed()
     cfg = data_config(args)
     video = cfg["name"] == "synthetic-video"
     model_name = model_for_data(args.model, cfg)
-    n_train = args.train_samples or (512 if video else 64)
+    n_train = args.train_samples if args.train_samples is not None else (512 if video else 64)
     n_val = (128 if video else 16) if args.val_samples is None else args.val_samples
     train_ds = make_dataset(cfg, "train", n_train)
     val_ds = make_dataset(cfg, "val", n_val) if n_val > 0 else None

@@ -1,7 +1,8 @@
 """Datasets: synthetic video, MNI152 tissue segmentation, and loaders for users' own data.
 
-Everything works offline (DESIGN.md §6): the synthetic video is generated, MNI152 comes from
-nilearn's wheel, and users' data is read with PyAV (video, frames), nibabel (NIfTI), numpy (npz).
+Everything works offline, nothing is downloaded at run time: the synthetic video is generated,
+MNI152 comes from nilearn's wheel, and users' data is read with PyAV (video, frames), nibabel
+(NIfTI), numpy (npz).
 
 * :class:`SomethingLite` — something-something-lite clips with time-reversed class pairs.
 * :class:`MNI152Tissue`, :func:`load_mni152` — 4-class tissue segmentation patches / volume.

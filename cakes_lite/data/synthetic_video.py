@@ -13,8 +13,10 @@ with a grey distractor object drifting in a random direction. The class is what 
   (slightly jittering) object whose shape is the class; these need spatial kernels.
 
 Sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)`` (a ``numpy`` ``SeedSequence``
-keyed by the three), so splits never share a random stream, any subset is reproducible by count,
-and labels are ``i % num_classes`` (balanced for every prefix). Do not use horizontal-flip
+keyed by the three; each clip is rendered on its own, so it is bit-identical alone or in any
+batch), so splits never share a random stream, any subset is reproducible by count, and labels
+are ``i % num_classes`` (balanced for every prefix). Across CPUs, the last bits may differ
+(numpy's vectorised sin/cos depend on the instruction set). Do not use horizontal-flip
 augmentation on this data: it swaps ``move_left``/``move_right`` and ``rotate_cw``/``rotate_ccw``.
 """
 
@@ -191,7 +193,10 @@ def make_clips(names: Sequence[str], keys: Sequence, frames: int = 8, size=32, *
         params.append(_sample(name, rng, frames, h, w, noise, distractor))
     if not params:
         return torch.zeros(0, 3, frames, h, w)
-    clips = _render(params, frames, h, w)
+    # One clip per _render call: a batched render sums the background blotches with one BLAS
+    # matmul, whose rounding depends on the batch size (and the CPU's kernels), so a clip would
+    # differ in its last bits alone vs. in a batch. Per clip, it is a pure function of its key.
+    clips = np.concatenate([_render([p], frames, h, w) for p in params])  # (N, 3, T, H, W)
     rev = np.array([_SPEC[nm][1] for nm in names])
     clips[rev] = clips[rev][:, :, ::-1]  # the second member of a pair: same process, backwards
     return torch.from_numpy(clips)

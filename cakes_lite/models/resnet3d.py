@@ -1,6 +1,6 @@
 """A small 3D ResNet classifier built from a convolution builder (torchvision video-ResNet style).
 
-One network definition covers I3D (``"3d"``), C2D (``"2d"``), P3D, R(2+1)D, CSN and CAKES: every
+One network definition covers I3D (``"3d"``), C2D (``"2d"``), P3D, R(2+1)D, ip-CSN and CAKES: every
 k×k×k convolution inside the residual blocks comes from ``builder(in, out, stride, kernel_size)``;
 with the default ``"3d"`` builder those are plain ``nn.Conv3d(k=3, padding=1, bias=False)``
 followed by a BatchNorm3d, which is what :func:`cakes_lite.shrink` and :func:`cakes_lite.supernet`

@@ -34,13 +34,16 @@ from .layer import SearchConv3d
 from .supernet import search_layers
 
 TOLERANCE = 0.02  # |cost / budget - 1| the budgeted derivation guarantees
+EDGE = 1e-9  # budgets within this relative distance of the reachable range are clamped into it
+MAX_DOUBLINGS = 2000  # bracket search bound (2**2000 overflows to inf long before)
 
 
 class _Units:
     """The selectable units (blocks of ``round_to`` channels) of one layer, as flat arrays."""
 
     def __init__(self, layer: SearchConv3d, r: int, unit_cost: list[float]):
-        scores = layer.importance().to(torch.float64).cpu().numpy()  # (n, C_out)
+        # .cpu() first: MPS has no float64
+        scores = layer.importance().cpu().to(torch.float64).numpy()  # (n, C_out)
         n, c_out = scores.shape
         m = c_out // r
         # within each sub-kernel: sort descending, blocks of r -> (n, m) block scores
@@ -84,10 +87,20 @@ def _bisect(units: list[_Units], budget: float) -> tuple[list[np.ndarray], list[
     scale = max(max(float(np.abs(u.score).max()) for u in units), 1e-12)
     unit = min(float(u.cost.min()) for u in units)
     hi, lo = scale / unit, -scale / unit
-    while cost(at(hi)) > budget:
+    # the caller clamps the budget into [all-cheapest, all-most-expensive] (costs are integers,
+    # summed exactly), so a large enough |λ| reaches it; bounded regardless
+    for _ in range(MAX_DOUBLINGS):
+        if cost(at(hi)) <= budget:
+            break
         hi *= 2
-    while cost(at(lo)) < budget:
+    else:
+        raise ValueError(f"budget: {budget:.6g} is below every reachable cost")
+    for _ in range(MAX_DOUBLINGS):
+        if cost(at(lo)) >= budget:
+            break
         lo *= 2
+    else:
+        raise ValueError(f"budget: {budget:.6g} is above every reachable cost")
     for _ in range(100):
         mid = 0.5 * (lo + hi)
         if mid in (lo, hi):
@@ -165,7 +178,8 @@ def derive_layout(supernet_model: nn.Module, budget: float | None = None, round_
         supernet_model: a model from :func:`supernet` (trained, e.g. by :func:`run_search`).
         budget: ``None`` (paper: top C_out per layer), a fraction 0 < b ≤ 1 of what the
             searched layers cost as full k×k×k convs, or an absolute cost (> 1) in ``metric``
-            units. Met within 2 % (sum over the searched layers only).
+            units. Met within 2 % (sum over the searched layers only). A budget within 1e-9
+            (relative) of the reachable range is clamped into it.
         round_to: every group is a multiple of this (each layer's C_out must be one too).
         metric: ``"macs"`` (needs output sizes, see ``input_shape``) or ``"params"``.
         input_shape: e.g. ``(1, 3, 8, 32, 32)``: run one eval forward to record output sizes.
@@ -210,16 +224,19 @@ def derive_layout(supernet_model: nn.Module, budget: float | None = None, round_
         target = budget * full if budget <= 1 else float(budget)
         lowest = sum(u.k * float(u.cost.min()) for u in units)
         highest = sum(u.k * float(u.cost.max()) for u in units)
-        if target < lowest * (1 - 1e-9):
+        if target < lowest * (1 - EDGE):
             raise ValueError(
                 f"budget: {budget} ({target:.4g} {metric}) is below the smallest reachable "
                 f"value, the all-cheapest layout: {lowest:.6g} {metric} = "
                 f"{lowest / full:.4f} of the full k×k×k cost")
-        if target > highest * (1 + 1e-9):
+        if target > highest * (1 + EDGE):
             raise ValueError(
                 f"budget: {budget} ({target:.4g} {metric}) is above the largest reachable "
                 f"value, the all-most-expensive layout: {highest:.6g} {metric} = "
                 f"{highest / full:.4f} of the full k×k×k cost")
+        # within EDGE of the range (e.g. volume-2d, where every layout costs exactly 1/3):
+        # clamp, so the bracket search terminates
+        target = min(max(target, lowest), highest)
         masks = _budgeted(units, target)
         got = sum(float(u.cost[m].sum()) for u, m in zip(units, masks))
         if abs(got / target - 1) > TOLERANCE:

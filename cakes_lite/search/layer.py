@@ -275,32 +275,41 @@ class SearchConv3d(nn.Module):
 
     # -- construction from a model's layers -------------------------------------------------
     @classmethod
-    def from_conv(cls, conv: nn.Conv3d, candidates, mode: str = "performance",
-                  bn: nn.BatchNorm3d | None = None, init: str = "sum") -> SearchConv3d:
+    def from_conv(cls, conv: nn.Module, candidates, mode: str = "performance",
+                  bn: nn.BatchNorm3d | None = None, init: str = "sum", *,
+                  name: str | None = None) -> SearchConv3d:
         """A SearchConv3d for ``conv`` (same C_in, C_out, k, stride, device, dtype).
 
         Args:
-            conv: a searchable ``nn.Conv3d`` (see :func:`cakes_lite.layout.is_searchable`).
+            conv: a searchable conv, checked exactly as :func:`cakes_lite.shrink` checks it
+                (:func:`cakes_lite.convtypes.check_conv`).
             candidates: space name or list of sub-kernels.
             mode: ``"performance"`` or ``"cost"``.
-            bn: the model's BatchNorm3d following ``conv``, absorbed (see module docstring).
+            bn: the model's BatchNorm3d consuming ``conv``'s output, absorbed (see
+                :func:`cakes_lite.supernet`).
             init: ``"sum"`` (each candidate's filters = the dense filters summed over its shrunk
                 axes, as :meth:`CAKESConv3d.from_conv`) or ``"random"``.
+            name: the layer's name for error messages.
+
+        Raises:
+            ValueError: a conv it cannot replace exactly (naming the layer and what is wrong),
+                a BN of the wrong width, a bad init.
         """
+        from ..convtypes import check_conv, subkernel_weight
+
         if init not in ("sum", "random"):
             raise ValueError(f"init: expected 'sum' or 'random', got {init!r}")
-        layer = cls(conv.in_channels, conv.out_channels, candidates, conv.kernel_size[0],
-                    conv.stride, mode)
-        layer = layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        g = check_conv(name, conv)
+        if bn is not None and bn.num_features != g.out_channels:
+            raise ValueError(f"bn: expected {g.out_channels} features for layer "
+                             f"{name or type(conv).__name__!r}, got {bn.num_features}")
+        layer = cls(g.in_channels, g.out_channels, candidates, g.kernel_size[0], g.stride, mode)
+        layer = layer.to(device=g.weight.device, dtype=g.weight.dtype)
         n = len(layer.candidates)
         with torch.no_grad():
             if init == "sum":
-                for name, w in layer.weights.items():
-                    dense = conv.weight
-                    for axis, size in enumerate(kernel_shape(name, layer.kernel_size)):
-                        if size == 1:
-                            dense = dense.sum(dim=2 + axis, keepdim=True)
-                    w.copy_(dense)
+                for sub, w in layer.weights.items():
+                    w.copy_(subkernel_weight(g.weight, sub, "sum"))
             if bn is not None:
                 layer.bn.eps, layer.bn.momentum = bn.eps, bn.momentum
                 share = 1.0 / n if mode == "cost" else 1.0  # the n candidates are summed in cost
@@ -308,6 +317,9 @@ class SearchConv3d(nn.Module):
                     layer.bn.weight.copy_(bn.weight.repeat(n) * share)
                     layer.bn.bias.copy_(bn.bias.repeat(n) * share)
                 if bn.running_mean is not None:
-                    layer.bn.running_mean.copy_(bn.running_mean.repeat(n))
+                    # the conv's bias b is dropped (β takes its role); with running statistics
+                    # BN(conv(x) + b) = γ (conv(x) - (μ - b)) / σ + β, so μ absorbs it
+                    mean = bn.running_mean - g.bias if g.bias is not None else bn.running_mean
+                    layer.bn.running_mean.copy_(mean.repeat(n))
                     layer.bn.running_var.copy_(bn.running_var.repeat(n))
         return layer

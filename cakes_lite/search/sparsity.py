@@ -5,8 +5,9 @@ subgradient of  s · Σ_j w_{op(j)} |γ_j|  to the γ gradients, with w_op propo
 sub-kernel's cost (its kernel volume, 27 : 9 : 3 for k×k×k : 1×k×k : k×1×1 at k = 3) and
 normalised to sum to 1 over the layer's candidates. Expensive candidates are pushed towards 0
 faster, so the derived layout leans to cheap sub-kernels unless the expensive ones earn their
-keep. γ and β are excluded from weight decay (:func:`param_groups`), otherwise decay would
-shrink all γ alike and blur the ranking. Walkthrough: ``notebooks/02_search.ipynb``.
+keep. γ and β are excluded from weight decay (:func:`param_groups`, which is training's
+:func:`~cakes_lite.train.default_param_groups`: one rule), otherwise decay would shrink all γ
+alike and blur the ranking. Walkthrough: ``notebooks/02_search.ipynb``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ..kernels import kernel_volume
+from ..train.optim import default_param_groups as param_groups  # noqa: F401 (one rule)
 from .layer import SearchConv3d
 from .supernet import search_layers
 
@@ -27,21 +29,31 @@ def cost_weights(layer: SearchConv3d) -> dict[str, float]:
 
 
 @torch.no_grad()
-def sparsity_step(model: nn.Module, s: float, weighted: bool = True) -> int:
+def sparsity_step(model: nn.Module, s: float, weighted: bool = True, *,
+                  scaler: torch.amp.GradScaler | None = None) -> int:
     """Add the cost-weighted L1 subgradient on γ of every SearchConv3d to its ``.grad``.
 
-    Call between ``loss.backward()`` and ``optimizer.step()``.
+    Call between ``loss.backward()`` and ``optimizer.step()``. Under mixed precision with a
+    ``GradScaler`` the gradients are still multiplied by the loss scale at that point: either
+    call ``scaler.unscale_(optimizer)`` first and then this (recommended: one rule, the gradients
+    are true gradients), or pass ``scaler=`` *without* unscaling, and the L1 term is multiplied
+    by ``scaler.get_scale()`` so that ``scaler.step`` divides it back out. Either way the step
+    equals the fp32 one; adding an unscaled term to scaled gradients would shrink it by the scale.
 
     Args:
         model: a supernet (or a single SearchConv3d).
         s: sparsity strength (≥ 0); 0 does nothing.
         weighted: w_op ∝ kernel volume (CAKES^C); False: the same w = 1/n for all candidates.
+        scaler: the GradScaler whose scaled gradients are in ``.grad`` (not yet unscaled).
 
     Returns:
         Number of layers touched.
     """
     if not isinstance(s, (int, float)) or isinstance(s, bool) or s < 0:
         raise ValueError(f"s: expected a non-negative number, got {s!r}")
+    if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+        raise ValueError(f"scaler: expected a torch.amp.GradScaler or None, got {scaler!r}")
+    loss_scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
     layers = [model] if isinstance(model, SearchConv3d) else [m for _, m in search_layers(model)]
     touched = 0
     for layer in layers:
@@ -56,7 +68,8 @@ def sparsity_step(model: nn.Module, s: float, weighted: bool = True) -> int:
         if gamma.grad is None:
             gamma.grad = torch.zeros_like(gamma)
         # ∂/∂γ_j [ s · w_op(j) · |γ_j| ] = s · w_op(j) · sign(γ_j)
-        gamma.grad.add_(s * scale * torch.sign(gamma))
+        # (× the loss scale when the gradients are still scaled, see the docstring)
+        gamma.grad.add_(s * loss_scale * scale * torch.sign(gamma))
         touched += 1
     return touched
 
@@ -69,20 +82,6 @@ def importance(model: nn.Module) -> dict[str, dict[str, list[float]]]:
     """
     out = {}
     for name, layer in search_layers(model):
-        scores = layer.importance().cpu()
+        scores = layer.importance().cpu()  # .cpu() before any float64 (MPS has none)
         out[name] = {op: scores[i].tolist() for i, op in enumerate(layer.candidates)}
     return out
-
-
-def param_groups(model: nn.Module, weight_decay: float = 1e-4) -> list[dict]:
-    """Optimizer parameter groups: weight decay on conv/linear weights, none on γ, β and
-    biases (every parameter with ≤ 1 dimension).
-
-    >>> opt = torch.optim.SGD(param_groups(net, 1e-4), lr=0.1, momentum=0.9)
-    """
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.dim() <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]

@@ -2,13 +2,15 @@
 
 A checkpoint directory holds
 
-- ``checkpoint.json`` — format/version, epoch, global step, the model's ``{name, config}`` (so
+- ``checkpoint.json`` — format/version, epoch, global step, batches done of an unfinished epoch
+  (mid-epoch checkpoints), the model's ``{name, config}`` (so
   ``build_model(name, **config)`` rebuilds it), the layout of any layers shrunk after building,
   optimizer param groups and non-tensor state, GradScaler state, Python/NumPy RNG states, the
   training history and free-form metadata;
 - ``model-eNNNN.safetensors`` — the model's ``state_dict``;
-- ``state-eNNNN.safetensors`` — optimizer tensors (``optim/<param index>/<key>``) and torch RNG
-  states (``rng/torch``, ``rng/cuda/<i>``).
+- ``state-eNNNN[bMMMMMM].safetensors`` — optimizer tensors (``optim/<param index>/<key>``), torch
+  RNG states (``rng/torch``, ``rng/cuda/<i>``, the data loader's generators ``rng/gen/<i>``) and
+  extra tensors (``extra/<name>``, e.g. a mid-epoch metric sum).
 
 Each file is written to a temporary name and renamed; ``checkpoint.json`` is replaced last and
 names the tensor files it belongs to, so a crash at any point leaves the previous checkpoint
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..layout import Layout, atomic_write, atomic_write_text, shrink
+from .._helpers import atomic_write, atomic_write_text
+from ..layout import Layout, shrink
 from ..ops import CAKESConv3d
 
 FORMAT = "cakes_lite.checkpoint"
@@ -43,10 +47,27 @@ class Checkpoint:
 
     model: nn.Module
     info: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # the state file's tensors
 
     @property
     def epoch(self) -> int:
+        """Completed epochs."""
         return int(self.info.get("epoch", 0))
+
+    @property
+    def batch(self) -> int:
+        """Batches done of epoch ``epoch + 1`` (0: saved at an epoch boundary)."""
+        return int(self.info.get("batch", 0))
+
+    @property
+    def extra(self) -> dict[str, torch.Tensor]:
+        """The ``extra=`` tensors given to :func:`save_checkpoint`."""
+        return {k[len("extra/"):]: v for k, v in self.state.items() if k.startswith("extra/")}
+
+    def restore_rng(self, generators: Sequence[torch.Generator] = ()) -> None:
+        """Set the torch / CUDA / Python / NumPy RNGs and ``generators`` (in the order given
+        to :func:`save_checkpoint`) to their saved states."""
+        _restore_rng(self.info, self.state, generators)
 
     @property
     def history(self) -> list[dict]:
@@ -103,7 +124,9 @@ def describe_model(model: nn.Module) -> tuple[dict | None, dict | None, str | No
 def save_checkpoint(directory: str | os.PathLike, model: nn.Module, *,
                     optimizer: torch.optim.Optimizer | None = None, epoch: int = 0, step: int = 0,
                     history: list[dict] | None = None, meta: dict[str, Any] | None = None,
-                    scaler: Any = None) -> Path:
+                    scaler: Any = None, batch: int = 0,
+                    generators: Sequence[torch.Generator] = (),
+                    extra: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a checkpoint of ``model`` (and optionally the optimizer) into ``directory``.
 
     Args:
@@ -115,21 +138,32 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, *,
         history: per-epoch records (JSON-able dicts).
         meta: free-form JSON-able metadata (task, data config, fit arguments …).
         scaler: a ``torch.amp.GradScaler`` whose state is stored too.
+        batch: batches done of epoch ``epoch + 1`` (a mid-epoch checkpoint); 0 at a boundary.
+        generators: ``torch.Generator`` s (e.g. the data loader's) whose states are stored;
+            :meth:`Checkpoint.restore_rng` restores them in the same order.
+        extra: more tensors to store (``Checkpoint.extra`` on load).
 
     Returns:
         The path of ``checkpoint.json``.
     """
     model = getattr(model, "module", model)
     directory = Path(directory)
-    spec, layout, why = describe_model(model)  # spec None: load_checkpoint then needs model=
-    tag = f"e{epoch:04d}"
-    weights_name, state_name = f"model-{tag}.safetensors", f"state-{tag}.safetensors"
-    _atomic_save_tensors(model.state_dict(), directory / weights_name)
-
+    # the RNG states first: what follows must not be able to change what is stored
+    np_state, py_state = np.random.get_state(), random.getstate()
     tensors: dict[str, torch.Tensor] = {"rng/torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng/cuda/{i}"] = s
+    with torch.random.fork_rng(devices=[]):  # building the reference model draws random init
+        spec, layout, why = describe_model(model)  # spec None: load_checkpoint needs model=
+    tag = f"e{epoch:04d}" + (f"b{batch:06d}" if batch else "")
+    weights_name, state_name = f"model-{tag}.safetensors", f"state-{tag}.safetensors"
+    _atomic_save_tensors(model.state_dict(), directory / weights_name)
+
+    for i, gen in enumerate(generators):
+        tensors[f"rng/gen/{i}"] = gen.get_state()
+    for name, value in (extra or {}).items():
+        tensors[f"extra/{name}"] = value
     optim_json = None
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -145,10 +179,9 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, *,
                       "state": state_meta}
     _atomic_save_tensors(tensors, directory / state_name)
 
-    np_state = np.random.get_state()
-    py_state = random.getstate()
     info = {
         "format": FORMAT, "version": VERSION, "epoch": int(epoch), "step": int(step),
+        "batch": int(batch), "generators": len(generators),
         "model": spec, "model_error": why, "layout": Layout(layout).to_dict() if layout else None,
         "weights": weights_name, "state": state_name, "optimizer": optim_json,
         "scaler": _plain(scaler.state_dict(), "scaler") if scaler is not None else None,
@@ -158,7 +191,7 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, *,
     }
     path = directory / JSON_NAME
     atomic_write_text(path, json.dumps(info, indent=1) + "\n")
-    for old in directory.glob("*-e[0-9][0-9][0-9][0-9].safetensors"):
+    for old in directory.glob("*-e[0-9][0-9][0-9][0-9]*.safetensors"):
         if old.name not in (weights_name, state_name):
             old.unlink(missing_ok=True)
     return path
@@ -194,7 +227,8 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
                     optimizer: torch.optim.Optimizer | None = None, scaler: Any = None,
                     restore_rng: bool = False, map_location: str | torch.device = "cpu",
-                    strict: bool = True) -> Checkpoint:
+                    strict: bool = True, generators: Sequence[torch.Generator] = ()
+                    ) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     Args:
@@ -204,12 +238,14 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
             stored layout.
         optimizer: if given, its state is restored (same param groups as when saved).
         scaler: if given, the GradScaler state is restored.
-        restore_rng: also restore the torch / CUDA / Python / NumPy RNG states.
+        restore_rng: also restore the torch / CUDA / Python / NumPy RNG states and those of
+            ``generators`` (or later, with :meth:`Checkpoint.restore_rng`).
         map_location: device for the loaded tensors.
         strict: passed to ``load_state_dict``.
 
     Returns:
-        :class:`Checkpoint` with ``.model`` (on ``map_location``) and ``.info`` (the JSON).
+        :class:`Checkpoint` with ``.model`` (on ``map_location``), ``.info`` (the JSON) and
+        ``.state`` (optimizer / RNG / extra tensors, on the CPU).
     """
     info = read_checkpoint_info(path)
     directory = _json_path(path).parent
@@ -227,8 +263,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
     target.load_state_dict(load_file(directory / info["weights"], device=str(device)),
                            strict=strict)
     target.to(device)
-    if optimizer is not None or restore_rng:
-        tensors = load_file(directory / info["state"], device="cpu")
+    tensors = load_file(directory / info["state"], device="cpu")
     if optimizer is not None:
         if not info.get("optimizer"):
             raise ValueError(f"checkpoint {str(directory)!r}: holds no optimizer state")
@@ -245,13 +280,27 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     if scaler is not None and info.get("scaler"):
         scaler.load_state_dict(info["scaler"])
+    ck = Checkpoint(model=model, info=info, state=tensors)
     if restore_rng:
-        torch.set_rng_state(tensors["rng/torch"])
-        cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
-        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-        py = info["rng"]["python"]
-        random.setstate((py[0], tuple(py[1]), py[2]))
-        npst = info["rng"]["numpy"]
-        np.random.set_state((npst[0], np.array(npst[1], dtype=np.uint32), *npst[2:]))
-    return Checkpoint(model=model, info=info)
+        ck.restore_rng(generators)
+    return ck
+
+
+def _restore_rng(info: dict, tensors: dict[str, torch.Tensor],
+                 generators: Sequence[torch.Generator]) -> None:
+    saved = sorted((k for k in tensors if k.startswith("rng/gen/")),
+                   key=lambda k: int(k.rsplit("/", 1)[1]))
+    if len(generators) != len(saved):
+        raise ValueError(f"generators: the checkpoint stores {len(saved)} generator state(s), "
+                         f"got {len(generators)} generator(s)")
+    torch.set_rng_state(tensors["rng/torch"])
+    cuda = [tensors[f"rng/cuda/{i}"] for i in range(sum(k.startswith("rng/cuda/")
+                                                         for k in tensors))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    for gen, key in zip(generators, saved):
+        gen.set_state(tensors[key])
+    py = info["rng"]["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npst = info["rng"]["numpy"]
+    np.random.set_state((npst[0], np.array(npst[1], dtype=np.uint32), *npst[2:]))

@@ -93,13 +93,14 @@ def _rebuild(loader: DataLoader, sampler: Sampler) -> DataLoader:
     return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-                      worker_init_fn=loader.worker_init_fn,
+                      worker_init_fn=loader.worker_init_fn, generator=loader.generator,
                       persistent_workers=loader.persistent_workers if loader.num_workers else False)
 
 
 def distributed_train_loader(loader: DataLoader, seed: int) -> DataLoader:
-    """The same loader with a DistributedSampler (shuffled iff ``loader`` shuffles; call
-    ``loader.sampler.set_epoch(epoch)`` each epoch, as ``fit`` does)."""
+    """The same loader with a DistributedSampler (shuffled iff ``loader`` shuffles). Call
+    ``loader.sampler.set_epoch(epoch)`` each epoch (``fit`` does, through ``seed_epoch``):
+    without it every epoch repeats the same shuffle."""
     if isinstance(loader.sampler, DistributedSampler):
         return loader
     shuffle = isinstance(loader.sampler, RandomSampler)

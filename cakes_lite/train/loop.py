@@ -1,23 +1,22 @@
 """``fit()`` and ``evaluate()``: the training loop for classification and segmentation.
 
-Seeded and resumable: at the start of epoch e every RNG (and the loader's shuffling) is seeded
-from ``(seed, e)``, and the learning rate is a pure function of the global step, so a run
-interrupted after any epoch and resumed from its checkpoint ends with the same weights as an
-uninterrupted one (bit-exact on CPU). Under ``torchrun`` the same call trains with DDP.
-Walkthrough: ``notebooks/03_training.ipynb``.
+Seeded and resumable: at the start of epoch e every RNG (and the loader's shuffling, its own
+``torch.Generator`` included) is seeded from ``(seed, e)``, and the learning rate is a pure
+function of the global step, so a run interrupted after any epoch — or, with
+``checkpoint_every``, inside one — and resumed from its checkpoint ends with the same weights as
+an uninterrupted one (bit-exact on CPU). Under ``torchrun`` the same call trains with DDP (the
+``DistributedSampler`` reshuffles every epoch). One epoch is :func:`.epoch.train_one_epoch`.
+Walkthrough: ``notebooks/03_video_training.ipynb``.
 """
 
 from __future__ import annotations
 
-import math
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -25,15 +24,17 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .checkpoint import JSON_NAME, load_checkpoint, save_checkpoint
+from .checkpoint import JSON_NAME, Checkpoint, load_checkpoint, save_checkpoint
+from .epoch import (NonFiniteLossError, StepContext, amp_dtype, autocast, loader_generators,
+                    seed_epoch, train_one_epoch)
 from .metrics import Meter, default_loss
-from .schedule import set_lr, warmup_cosine
+from .optim import default_param_groups, make_optimizer
+from .schedule import warmup_cosine
+
+__all__ = ["FitResult", "NonFiniteLossError", "default_param_groups", "evaluate", "fit",
+           "make_optimizer", "seed_epoch"]
 
 TASKS = ("classification", "segmentation")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -48,54 +49,6 @@ class FitResult:
         return self.history[-1] if self.history else {}
 
 
-def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights with ≥ 2 dims only; none on BN γ/β and biases (nor on the
-    supernet's γ, whose L1 step the search applies instead)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(name: str | Callable, groups: list[dict], lr: float,
-                   momentum: float = 0.9) -> torch.optim.Optimizer:
-    """``"adamw"``, ``"sgd"`` (Nesterov momentum) or a factory ``f(param_groups) -> Optimizer``."""
-    if callable(name):
-        return name(groups)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    raise ValueError(f"optimizer: expected 'adamw', 'sgd' or a callable, got {name!r}")
-
-
-def seed_epoch(seed: int, epoch: int, loader: Any = None) -> None:
-    """Seed torch / NumPy / Python RNGs and the loader's shuffling from ``(seed, epoch)``, and
-    call ``set_epoch(epoch)`` on the loader's sampler and dataset where they have one."""
-    s = (seed * 1_000_003 + epoch) % (2**31)
-    torch.manual_seed(s)
-    random.seed(s)
-    np.random.seed(s)
-    dataset = getattr(loader, "dataset", None)
-    if hasattr(dataset, "set_epoch"):  # e.g. MNI152Tissue draws fresh patches per epoch
-        dataset.set_epoch(epoch)
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-    for gen in (getattr(loader, "generator", None), getattr(sampler, "generator", None)):
-        if isinstance(gen, torch.Generator):
-            gen.manual_seed(s)
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 def _num_classes(model: nn.Module, num_classes: int | None) -> int | None:
     cfg = getattr(getattr(model, "module", model), "config", None)
     return num_classes or getattr(cfg, "num_classes", None)
@@ -104,7 +57,7 @@ def _num_classes(model: nn.Module, num_classes: int | None) -> int | None:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, task: str = "classification", *,
              loss_fn: Callable | None = None, num_classes: int | None = None,
-             device: str | torch.device | None = None, amp: bool = True,
+             device: str | torch.device | None = None, amp: bool | str = True,
              progress: bool = False, reduce: bool | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on ``loader`` of (inputs, targets) batches.
 
@@ -115,7 +68,7 @@ def evaluate(model: nn.Module, loader: Iterable, task: str = "classification", *
         loss_fn: ``f(logits, targets)``; default cross-entropy (+ soft Dice for segmentation).
         num_classes: segmentation classes (default: ``model.config.num_classes`` or logits').
         device: default: where the model's parameters are.
-        amp: autocast on CUDA (ignored on CPU).
+        amp: autocast on CUDA (ignored elsewhere); see :func:`fit`.
         progress: show a tqdm bar.
         reduce: sum metrics over DDP ranks (default: iff the loader is sharded by rank).
 
@@ -134,7 +87,7 @@ def evaluate(model: nn.Module, loader: Iterable, task: str = "classification", *
     meter = Meter(task, _num_classes(model, num_classes) if task == "segmentation" else None)
     for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = model(x)
         meter.update(float(loss_fn(out.float(), y)), out, y)
     model.train(was_training)
@@ -152,16 +105,18 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
         param_groups: list[dict] | None = None, warmup_epochs: float = 0.0,
         min_lr_factor: float = 0.0, loss_fn: Callable | None = None,
         num_classes: int | None = None, device: str | torch.device | None = None,
-        amp: bool = True, seed: int = 0, deterministic: bool = False,
+        amp: bool | str = True, seed: int = 0, deterministic: bool = False,
         checkpoint_dir: str | Path | None = None, resume: bool | str | Path = False,
         meta: dict | None = None, callback: Callable[[dict], Any] | None = None,
         step_hook: Callable[[nn.Module], Any] | None = None, grad_clip: float | None = None,
-        max_steps_per_epoch: int | None = None, progress: bool = True) -> FitResult:
+        max_steps_per_epoch: int | None = None, checkpoint_every: int | None = None,
+        progress: bool = True) -> FitResult:
     """Train ``model`` with AdamW/SGD, linear warm-up + cosine decay, per-epoch checkpoints.
 
     Args:
         model: the network; trained in place (moved to ``device``).
-        train_loader: a DataLoader of (inputs, targets); its shuffling is re-seeded per epoch.
+        train_loader: a DataLoader of (inputs, targets); its shuffling (its own generator, its
+            sampler's) is re-seeded per epoch.
         val_loader: evaluated after every epoch (``val_``-prefixed metrics).
         task: ``"classification"`` (top-1) or ``"segmentation"`` (per-class Dice).
         epochs: total epochs of the run (a resumed run counts the finished ones).
@@ -175,18 +130,22 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
         loss_fn: ``f(logits, targets) -> loss``; default CE (+ soft Dice for segmentation).
         num_classes: segmentation classes for Dice (default ``model.config.num_classes``).
         device: default CUDA if available (``cuda:LOCAL_RANK`` under torchrun), else CPU.
-        amp: mixed precision on CUDA (bf16, or fp16 with a GradScaler); ignored on CPU.
+        amp: mixed precision on CUDA (ignored elsewhere): ``True`` = bf16 where supported,
+            else fp16 with a GradScaler; ``"float16"`` / ``"bfloat16"`` force one.
         seed: seeds weights-independent randomness (data order, dropout) per epoch.
         deterministic: cuDNN deterministic, no benchmark (CPU is deterministic anyway).
         checkpoint_dir: write a checkpoint after every epoch (rank 0).
         resume: ``True`` continues from ``checkpoint_dir`` if it holds a checkpoint; a path
-            continues from that checkpoint (which must exist).
+            continues from that checkpoint (which must exist). A mid-epoch checkpoint resumes
+            at its batch: the loader is replayed up to there, the RNG states restored.
         meta: extra JSON-able metadata stored in the checkpoint.
         callback: ``f(record)`` after every epoch (rank 0); returning ``True`` stops the run.
         step_hook: ``f(model)`` between ``backward()`` and ``optimizer.step()`` (gradients
             unscaled), e.g. the search's L1-on-γ step.
         grad_clip: clip the global gradient norm to this value.
         max_steps_per_epoch: cap on batches per epoch (quick runs).
+        checkpoint_every: also write a checkpoint every this many batches inside an epoch
+            (needs ``checkpoint_dir``), for runs that may be stopped mid-epoch.
         progress: tqdm progress bars.
 
     Returns:
@@ -197,36 +156,18 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint stays).
     """
-    if task not in TASKS:
-        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
-    if not (lr > 0):
-        raise ValueError(f"lr: expected a positive float, got {lr!r}")
+    _check_fit_args(task, epochs, lr, checkpoint_every, checkpoint_dir)
     dist_on = D.is_distributed()
-    device = torch.device(device) if device else (
-        D.init_distributed().device if dist_on else
-        torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.deterministic = deterministic
+    device = _fit_device(device, dist_on, deterministic)
     torch.manual_seed(seed)
     loss_fn = loss_fn or default_loss(task)
     n_cls = _num_classes(model, num_classes) if task == "segmentation" else None
     model = model.to(device)
     opt = make_optimizer(optimizer, param_groups or default_param_groups(model, weight_decay),
                          lr, momentum)
-    use_scaler = amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-
-    history: list[dict] = []
-    start_epoch = step = 0
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype(device, amp) == torch.float16 else None
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    source = Path(resume) if isinstance(resume, (str, Path)) else ckpt_dir if resume else None
-    if source is not None and (isinstance(resume, (str, Path)) or (source / JSON_NAME).exists()):
-        ck = load_checkpoint(source, model, optimizer=opt, scaler=scaler, restore_rng=True,
-                             map_location=device)
-        start_epoch, step, history = ck.epoch, int(ck.info.get("step", 0)), ck.history
+    ck = _load_resume(resume, ckpt_dir, model, opt, scaler, device)
 
     train_model: nn.Module = model
     if dist_on:
@@ -234,79 +175,126 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
         val_loader = D.sharded_eval_loader(val_loader) if val_loader is not None else None
         train_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    steps_per_epoch = len(train_loader)
-    if max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ValueError("train_loader: expected at least one batch, got an empty loader")
-    total = epochs * steps_per_epoch
-    warmup = round(warmup_epochs * steps_per_epoch)
+    steps = _steps_per_epoch(train_loader, max_steps_per_epoch)
+    total, warmup = epochs * steps, round(warmup_epochs * steps)
+    ctx = StepContext(model, train_model, opt, loss_fn, device,
+                      lambda s: warmup_cosine(s, total, warmup, min_lr_factor), amp=amp,
+                      scaler=scaler, grad_clip=grad_clip, step_hook=step_hook,
+                      step=int(ck.info.get("step", 0)) if ck else 0,
+                      where=lambda: _checkpoint_hint(ckpt_dir))
     run_meta = {"task": task, "fit": {"epochs": epochs, "lr": lr, "seed": seed,
                                       "optimizer": optimizer if isinstance(optimizer, str)
                                       else "custom", "weight_decay": weight_decay,
                                       "warmup_epochs": warmup_epochs}, **(meta or {})}
-    main = D.is_main()
+    gens, main = loader_generators(train_loader), D.is_main()
+    history = ck.history if ck else []
 
-    for epoch in range(start_epoch, epochs):
+    def save(epoch_done: int, batch: int = 0, meter: Meter | None = None) -> None:
+        # a mid-epoch checkpoint keeps this epoch's metric sums (over all ranks) so far
+        extra = {"meter": D.all_reduce_sum(meter.as_tensor())} if meter is not None else None
+        if main:
+            save_checkpoint(ckpt_dir, model, optimizer=opt, epoch=epoch_done, step=ctx.step,
+                            history=history, meta=run_meta, scaler=scaler, batch=batch,
+                            generators=gens, extra=extra)
+
+    for epoch in range(ck.epoch if ck else 0, epochs):
         seed_epoch(seed, epoch, train_loader)
         train_model.train()
-        meter = Meter(task, n_cls)
-        t0 = time.perf_counter()
-        bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
-                   leave=False, disable=not (progress and main))
-        for i, (x, y) in enumerate(bar):
-            if i >= steps_per_epoch:
-                break
-            lr_now = set_lr(opt, warmup_cosine(step, total, warmup, min_lr_factor))
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(device, amp):
-                out = train_model(x)
-            loss = loss_fn(out.float(), y)
-            loss_value = float(D.all_reduce_sum(loss.detach().reshape(1))) / D.world_size()
-            if not math.isfinite(loss_value):
-                where = "" if ckpt_dir is None else (
-                    f"; the last good checkpoint is in {str(ckpt_dir)!r}"
-                    if (ckpt_dir / JSON_NAME).exists() else "; no checkpoint was written yet")
-                raise NonFiniteLossError(
-                    f"training loss became {loss_value} at epoch {epoch + 1}, batch {i + 1} "
-                    f"(global step {step + 1}, lr {lr_now:.3g}){where}; try a lower lr, "
-                    f"gradient clipping or a longer warm-up")
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            if step_hook is not None:
-                step_hook(model)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            step += 1
-            meter.update(float(loss.detach()), out.detach(), y)
-            bar.set_postfix(loss=f"{loss_value:.4f}")
-        bar.close()
-        if D.is_distributed():
-            meter.load_tensor(D.all_reduce_sum(meter.as_tensor()))
-            D.broadcast_buffers(model)
-        record = {"epoch": epoch + 1, "step": step, "lr": lr_now,
-                  "time_s": time.perf_counter() - t0, **meter.result("train_")}
+        meter, t0 = Meter(task, n_cls), time.perf_counter()
+        resume_here = ck is not None and ck.batch > 0 and epoch == ck.epoch
+
+        def after(b: int, epoch=epoch, meter=meter) -> None:  # mid-epoch checkpoints
+            if checkpoint_every and b % checkpoint_every == 0 and b < steps:
+                save(epoch, b, meter)
+
+        train_one_epoch(ctx, train_loader, meter, epoch=epoch, steps=steps,
+                        start_batch=ck.batch if resume_here else 0, after_batch=after,
+                        before_first=(lambda: _restore_mid_epoch(ck, gens, meter))
+                        if resume_here else None,
+                        desc=f"epoch {epoch + 1}/{epochs}", progress=progress and main)
+        record = {"epoch": epoch + 1, "step": ctx.step, "lr": ctx.lr,
+                  "time_s": time.perf_counter() - t0, **_epoch_metrics(meter, model, dist_on)}
         if val_loader is not None:
             val = evaluate(model, val_loader, task, loss_fn=loss_fn, num_classes=n_cls,
                            device=device, amp=amp, reduce=dist_on)
             record.update({f"val_{k}": v for k, v in val.items()})
         history.append(record)
-        if ckpt_dir is not None and main:
-            save_checkpoint(ckpt_dir, model, optimizer=opt, epoch=epoch + 1, step=step,
-                            history=history, meta=run_meta, scaler=scaler)
-        stop = bool(callback(record)) if (callback is not None and main) else False
-        if dist_on:
-            stop = bool(D.all_reduce_sum(torch.tensor([float(stop)])).item())
-            D.barrier()
-        if stop:
+        if ckpt_dir is not None:
+            save(epoch + 1)
+        if _should_stop(callback, record, main, dist_on):
             break
     return FitResult(model=model, history=history)
+
+
+def _check_fit_args(task: str, epochs: Any, lr: Any, checkpoint_every: Any,
+                    checkpoint_dir: Any) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
+    if not (lr > 0):
+        raise ValueError(f"lr: expected a positive float, got {lr!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1 or not checkpoint_dir):
+        raise ValueError(f"checkpoint_every: expected a positive int together with "
+                         f"checkpoint_dir, got {checkpoint_every!r} (checkpoint_dir="
+                         f"{checkpoint_dir!r})")
+
+
+def _fit_device(device: Any, dist_on: bool, deterministic: bool) -> torch.device:
+    device = torch.device(device) if device else (
+        D.init_distributed().device if dist_on else
+        torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+    return device
+
+
+def _load_resume(resume: bool | str | Path, ckpt_dir: Path | None, model: nn.Module,
+                 opt: torch.optim.Optimizer, scaler: Any, device: torch.device
+                 ) -> Checkpoint | None:
+    """The checkpoint to continue from (weights, optimizer and scaler loaded), or None."""
+    explicit = isinstance(resume, (str, Path))
+    source = Path(resume) if explicit else ckpt_dir if resume else None
+    if source is None or not (explicit or (source / JSON_NAME).exists()):
+        return None
+    return load_checkpoint(source, model, optimizer=opt, scaler=scaler, map_location=device)
+
+
+def _steps_per_epoch(loader: Any, cap: int | None) -> int:
+    steps = len(loader) if not cap else min(len(loader), cap)
+    if steps < 1:
+        raise ValueError("train_loader: expected at least one batch, got an empty loader")
+    return steps
+
+
+def _restore_mid_epoch(ck: Checkpoint, gens: list[torch.Generator], meter: Meter) -> None:
+    """After replaying the finished batches: RNG states and metric sums as they were saved.
+    The sums are over all ranks, so only rank 0 starts from them (the epoch end sums ranks)."""
+    ck.restore_rng(gens)
+    if D.is_main() and "meter" in ck.extra:
+        meter.load_tensor(ck.extra["meter"])
+
+
+def _epoch_metrics(meter: Meter, model: nn.Module, dist_on: bool) -> dict[str, Any]:
+    if dist_on:
+        meter.load_tensor(D.all_reduce_sum(meter.as_tensor()))
+        D.broadcast_buffers(model)
+    return meter.result("train_")
+
+
+def _checkpoint_hint(ckpt_dir: Path | None) -> str:
+    if ckpt_dir is None:
+        return ""
+    if (ckpt_dir / JSON_NAME).exists():
+        return f"; the last good checkpoint is in {str(ckpt_dir)!r}"
+    return "; no checkpoint was written yet"
+
+
+def _should_stop(callback: Callable | None, record: dict, main: bool, dist_on: bool) -> bool:
+    stop = bool(callback(record)) if (callback is not None and main) else False
+    if dist_on:
+        stop = bool(D.all_reduce_sum(torch.tensor([float(stop)])).item())
+        D.barrier()
+    return stop

@@ -1,5 +1,7 @@
 """Metrics and losses: top-1 accuracy, per-class Dice (dataset-level), soft Dice loss.
 
+:func:`dice_per_class` is the one Dice (absent class: NaN, left out of means).
+
 Metrics are accumulated as sums (:class:`Meter`) so they can be added over batches and
 all-reduced over DDP ranks before the final division.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,20 +30,64 @@ def dice_counts(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -
     Returns:
         (3, C) float64 tensor: |P ∩ G|, |P|, |G| per class c.
     """
-    pred = logits.argmax(dim=1).flatten()  # (N·D·H·W,)
-    gt = targets.flatten().to(pred.device)
+    return label_counts(logits.argmax(dim=1), targets, num_classes)
+
+
+def label_counts(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
+                 num_classes: int) -> torch.Tensor:
+    """Per-class (intersection, predicted, target) voxel counts of two label maps.
+
+    Args:
+        pred: integer labels in [0, C), any shape (a tensor or a NumPy array).
+        target: integer labels in [0, C), the same number of elements as ``pred``.
+        num_classes: C.
+
+    Returns:
+        (3, C) float64 tensor: |P ∩ G|, |P|, |G| per class c.
+    """
+    pred = torch.as_tensor(pred).flatten().long()  # (N·D·H·W,)
+    gt = torch.as_tensor(target).flatten().long().to(pred.device)
+    if gt.numel() != pred.numel():
+        raise ValueError(f"target: expected {pred.numel()} labels like pred, got {gt.numel()}")
     inter = torch.bincount(gt[pred == gt], minlength=num_classes)[:num_classes]
     p = torch.bincount(pred, minlength=num_classes)[:num_classes]
     g = torch.bincount(gt, minlength=num_classes)[:num_classes]
-    return torch.stack([inter, p, g]).double().cpu()
+    return torch.stack([inter, p, g]).cpu().double()  # .cpu() first: MPS has no float64
 
 
 def dice_from_counts(counts: torch.Tensor) -> list[float]:
     """Dice_c = 2 |P_c ∩ G_c| / (|P_c| + |G_c|) per class; NaN where a class is absent from
-    both prediction and ground truth. counts: (3, C) from :func:`dice_counts` (summed)."""
+    both prediction and ground truth (see :func:`dice_per_class`). counts: (3, C) from
+    :func:`dice_counts` or :func:`label_counts` (summed)."""
     inter, p, g = counts
     denom = p + g
     return [float(2 * i / d) if d > 0 else math.nan for i, d in zip(inter, denom)]
+
+
+def dice_per_class(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
+                   num_classes: int) -> list[float]:
+    """Dice of every class between two label maps, over all their voxels (dataset-level when
+    the maps hold a whole evaluation set). The one Dice of cakes_lite: training metrics, the zoo
+    build and the app all compute it this way.
+
+    Dice_c = 2 |P_c ∩ G_c| / (|P_c| + |G_c|).
+
+    **Absent class.** A class empty in both ``pred`` and ``target`` gives NaN, not 1.0: its Dice
+    is 0/0, undefined, and there is nothing to get right or wrong. Scoring it 1.0 would reward a
+    model for a class the data never showed and pull means towards 1; NaN keeps it visible as
+    "not measured" and :func:`mean_foreground` leaves it out of the mean (NaN when no foreground
+    class is present at all). Display it as "n/a".
+
+    Args:
+        pred: integer labels in [0, C), any shape (a tensor or a NumPy array).
+        target: integer labels in [0, C), the same number of elements.
+        num_classes: C (background is class 0).
+
+    Returns:
+        C floats in [0, 1], NaN for absent classes; ``mean_foreground(result)`` is the mean
+        foreground Dice.
+    """
+    return dice_from_counts(label_counts(pred, target, num_classes))
 
 
 def mean_foreground(dice: list[float]) -> float:
@@ -104,8 +151,8 @@ class Meter:
 
     def load_tensor(self, t: torch.Tensor) -> None:
         self.loss_sum, self.n, self.correct = float(t[0]), int(t[1]), int(t[2])
-        if self.counts is not None:
-            self.counts = t[3:].view(3, -1)
+        if t.numel() > 3:  # Dice counts (also when num_classes was learnt from the logits)
+            self.counts = t[3:].view(3, -1).clone()
 
     def result(self, prefix: str = "") -> dict:
         """``{loss, n, top1}`` or ``{loss, n, dice (per class), mean_dice}``."""

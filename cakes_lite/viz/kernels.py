@@ -17,7 +17,7 @@ from ..ops import normalise_split
 from .layout import SUBKERNEL_COLORS, subkernel_label
 
 __all__ = ["SUBKERNEL_COLORS", "channel_strip", "kernel_cubes", "pretty", "split_channels",
-           "subkernel_mask"]
+           "subkernel_mask", "subkernel_shapes"]
 
 
 def pretty(name: str, kernel_size: int = 3) -> str:
@@ -174,4 +174,70 @@ def channel_strip(
                        f"(bottom): layer total {share:.0%}",
         yaxis=dict(tickvals=[0.5, 1.6], ticktext=["cost", "kernel"], range=[0, 2.15]),
         xaxis=dict(title="output channel"), legend=dict(orientation="h", y=-0.35))
+    return fig
+
+
+def subkernel_shapes(
+    split: Mapping[str, int],
+    kernel_size: int = 3,
+    in_channels: int | None = None,
+    height: int = 340,
+    title: str | None = None,
+) -> go.Figure:
+    """3D picture of what each sub-kernel of one layer *is*: one k×k×k cube per sub-kernel, its
+    kept voxels filled, axes labelled T (time / depth), H, W, and its channel count.
+
+    ``1×3×3`` fills one T-slice (a 2D spatial kernel), ``3×1×1`` one T-column (a 1D temporal
+    kernel), ``3×3×3`` the whole cube.
+
+    Args:
+        split: sub-kernel -> output channels of the layer, e.g. ``{"kxkxk": 8, "1xkxk": 24}``.
+        kernel_size: k.
+        in_channels: the layer's input channels (shown in the title when given).
+        height: figure height in pixels.
+        title: prefix of the figure title (e.g. the layer name).
+
+    Returns:
+        A ``go.Figure`` with one 3D scene per sub-kernel that has channels (Mesh3d of its voxels
+        plus the cube's wireframe).
+    """
+    from plotly.subplots import make_subplots
+
+    split = {n: c for n, c in normalise_split(split).items() if c}
+    if not split:
+        raise ValueError("split: expected at least one sub-kernel with channels, got none")
+    k = kernel_size
+    total = sum(split.values())
+    names = list(split)
+    titles = [f"{pretty(n, k)}: {c} of {total} ch<br>{kernel_volume(n, k)} weights per input ch"
+              for n, c in split.items()]
+    fig = make_subplots(rows=1, cols=len(names), specs=[[{"type": "scene"}] * len(names)],
+                        subplot_titles=titles, horizontal_spacing=0.02)
+    for col, name in enumerate(names, start=1):
+        mask = subkernel_mask(name, k)
+        # voxel (t, h, w) drawn at x = w, y = t (the T axis into the screen), z = k-1-h
+        origins = np.array([[w, t, k - 1 - h] for t, h, w in zip(*np.nonzero(mask))], float)
+        verts, tris = _cube_mesh(origins + 0.06, 0.88)
+        fig.add_trace(go.Mesh3d(
+            x=verts[:, 0], y=verts[:, 1], z=verts[:, 2], i=tris[:, 0], j=tris[:, 1], k=tris[:, 2],
+            color=SUBKERNEL_COLORS[name], opacity=0.95, flatshading=True, showlegend=False,
+            name=pretty(name, k), hoverinfo="name"), row=1, col=col)
+        wire: tuple[list, list, list] = ([], [], [])
+        _wireframe(wire, np.zeros(3), k)
+        fig.add_trace(go.Scatter3d(x=wire[0], y=wire[1], z=wire[2], mode="lines",
+                                   hoverinfo="skip", showlegend=False,
+                                   line=dict(color="rgba(90,90,90,0.6)", width=2)),
+                      row=1, col=col)
+    axis = dict(showticklabels=False, showgrid=False, zeroline=False, range=[-0.2, k + 0.2])
+    for i in range(1, len(names) + 1):
+        fig.update_layout({f"scene{'' if i == 1 else i}": dict(
+            aspectmode="cube", xaxis=dict(title="W", **axis), yaxis=dict(title="T", **axis),
+            zaxis=dict(title="H", **axis), camera=dict(eye=dict(x=1.3, y=-1.6, z=0.9)))})
+    c_in = f"{in_channels} input → " if in_channels else ""
+    share = sum(c * kernel_volume(n, k) for n, c in split.items()) / (total * k**3)
+    head = f"{title}: " if title else ""
+    fig.update_layout(
+        height=height, margin=dict(l=0, r=0, t=90, b=0),
+        title=dict(text=f"{head}{c_in}{total} output channels; weights {share:.0%} of "
+                        f"{k}×{k}×{k}", y=0.98, x=0.5, xanchor="center"))
     return fig

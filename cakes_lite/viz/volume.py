@@ -98,7 +98,8 @@ def slice_figure(image, labels=None, *, index: int | None = None, axis: int | st
                 name=name, showlegend=True, hovertemplate=f"{name}<extra></extra>",
             ))
     names = ["x (L→R)", "y (P→A)", "z (I→S)"] if ras else ["D", "H", "W"]
-    rest = [names[i] for i in range(3) if i != ax]
+    # axes count voxels (array indices), not millimetres
+    rest = [f"{names[i]}, voxel index" for i in range(3) if i != ax]
     row, col = (rest[1], rest[0]) if ras else (rest[0], rest[1])
     fig.update_layout(
         height=height, title=title or f"slice {index} along {names[ax]}",
