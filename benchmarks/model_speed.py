@@ -15,7 +15,7 @@ Per model it prints the MAC ratio and time ratio versus the parent in the same f
 from medians of warmed-up, interleaved runs (the first warm-up round also autotunes the CAKES
 plans, see cakes_lite/autotune.py). ``--export`` adds torch.export and ONNX Runtime forms
 (benchmarks/_export_cases.py). Records machine, ISA, threads and load average; results:
-benchmarks/results/model_speed.json.
+``benchmarks/results/model_speed_<N>thread.json`` (N = threads) unless ``--out`` says otherwise.
 
     python benchmarks/model_speed.py [--repeats 15] [--batch 1 --batch 8] [--threads 2]
         [--device cpu|cuda] [--only zoo-video] [--export]
@@ -140,12 +140,16 @@ def main(argv=None) -> int:
                         help="thread: CPU time of the timing thread (with --threads 1 only), "
                              "robust to other processes on a loaded machine")
     parser.add_argument("--export", action="store_true", help="also torch.export and ONNX")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/model_speed.json"))
+    parser.add_argument("--out", help="JSON results (default: benchmarks/results/"
+                        "model_speed_<threads>thread.json)")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available on this machine")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.out is None:
+        args.out = str(ROOT / "benchmarks" / "results"
+                       / f"model_speed_{torch.get_num_threads()}thread.json")
     if args.clock == "thread" and (torch.get_num_threads() != 1 or args.device != "cpu"):
         raise SystemExit("--clock thread: needs --threads 1 and --device cpu")
     result = {**machine_info(), "device": args.device, "repeats": args.repeats,

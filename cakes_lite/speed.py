@@ -1,4 +1,4 @@
-"""Latency measurement: warmed-up, interleaved runs, medians (DESIGN.md §7).
+"""Latency measurement: warmed-up, interleaved runs, medians.
 
 CPU timings on shared machines are noisy and bimodal (page faults, other processes), so compare
 variants by running them *interleaved* — one call of each per round, in a rotating order — after a
