@@ -49,7 +49,7 @@ from cakes_lite.speed import latency_samples  # noqa: E402
 
 
 def _zoo(names):
-    return lambda: {n: zoo.load_model(n)[0] for n in names}
+    return lambda: {n: zoo.load_model(n, ROOT / "app" / "zoo")[0] for n in names}
 
 
 #: family -> (builder of {name: model}, parent name, input (C, D, H, W)); parent listed first
