@@ -14,7 +14,11 @@ channels_last_3d input (its fastest CPU form) and ours on the same channels_last
 a network kept in channels_last_3d (CAKESConv3d returns that memory format). "t" columns are
 time ratios versus the full 3D conv. Results: benchmarks/results/layer_speed.json.
 
-    python benchmarks/layer_speed.py [--repeats 15] [--device cpu] [--no-backward] [--threads 2]
+The "plan" column is the plan each CAKES layer's autotuning chose (cakes_lite/autotune.py;
+chosen in the first warm-up round, separately for forward and forward+backward).
+
+    python benchmarks/layer_speed.py [--repeats 15] [--device cpu|cuda] [--no-backward]
+        [--threads 2] [--clock wall|thread]
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ def _table(cases, medians):
             t = medians[f"{name} | ours channels_last"]
             row["ours_cl_ms"] = t
             row["ours_cl_eff"] = (t3cl / t) / (1 / row["mac_ratio"])
+            row["plan"] = cases[f"{name} | ours"][0].last_plan
         rows.append(row)
     return rows
 
@@ -110,13 +115,13 @@ def _table(cases, medians):
 def _print(title, t3, t3cl, rows):
     print(f"\n{title}: full 3D conv {t3:.2f} ms (channels_last input {t3cl:.2f} ms)")
     print(f"{'layout':18s} {'MACs':>5s} | {'ours t':>6s} {'eff':>5s} | {'naive t':>7s} "
-          f"{'eff':>5s} | {'eff_cl':>6s}")
+          f"{'eff':>5s} | {'eff_cl':>6s} plan")
     for r in rows:
         naive = (f"{r['naive_time_ratio']:7.2f} {r['naive_eff']:5.2f}" if "naive_eff" in r
                  else f"{'':7s} {'':5s}")
         eff_cl = f"{r['ours_cl_eff']:6.2f}" if "ours_cl_eff" in r else ""
         print(f"{r['layout']:18s} {r['mac_ratio']:5.2f} | {r['ours_time_ratio']:6.2f} "
-              f"{r['ours_eff']:5.2f} | {naive} | {eff_cl}")
+              f"{r['ours_eff']:5.2f} | {naive} | {eff_cl} {r.get('plan') or ''}")
 
 
 def main(argv=None) -> int:
@@ -126,16 +131,27 @@ def main(argv=None) -> int:
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: all)")
     parser.add_argument("--no-backward", action="store_true", help="forward only")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="thread: CPU time of the timing thread (with --threads 1 on CPU), "
+                             "robust to other processes on a loaded machine")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/layer_speed.json"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.device or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available on this machine")
+    if args.clock == "thread" and (torch.get_num_threads() != 1 or devices != ["cpu"]):
+        raise SystemExit("--clock thread: needs --threads 1 and --device cpu")
     modes = ["forward"] + ([] if args.no_backward else ["forward+backward"])
     result = {
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(), "repeats": args.repeats,
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "runs": [],
+        "isa": torch.backends.cpu.get_cpu_capability(), "clock": args.clock,
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "load_before": os.getloadavg(),
     }
     t_start = time.perf_counter()
     for device in devices:
@@ -143,7 +159,8 @@ def main(argv=None) -> int:
             cases = _cases(shape, layouts, device)
             for mode in modes:
                 samples = latency_samples({k: (m, x) for k, (m, x, _) in cases.items()},
-                                          args.repeats, args.warmup, mode != "forward")
+                                          args.repeats, args.warmup, mode != "forward",
+                                          clock=args.clock)
                 medians = {k: statistics.median(v) for k, v in samples.items()}
                 rows = _table(cases, medians)
                 title = f"{device} {shape_name} {tuple(shape)} {mode}"
@@ -154,6 +171,7 @@ def main(argv=None) -> int:
                     "t3d_channels_last_ms": medians["3d channels_last"], "rows": rows,
                 })
     result["seconds"] = time.perf_counter() - t_start
+    result["load_after"] = os.getloadavg()
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     print(f"\n{result['seconds']:.0f} s; eff = (t_3d/t)/(MACs_3d/MACs), 1 = time saved as MACs "
           f"saved; results -> {args.out}")

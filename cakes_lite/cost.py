@@ -70,6 +70,7 @@ class LayerCost:
     macs: int
     params: int
     output_shape: tuple[int, ...] = ()
+    plan: str | None = None  # CAKESConv3d: the forward plan it ran (see cakes_lite.autotune)
 
 
 @dataclass
@@ -157,7 +158,8 @@ def profile(model: nn.Module, input_shape: Sequence[int] | torch.Tensor) -> Prof
         macs = int(counter(m, inputs, out)) if counter is not None else 0
         params = sum(p.numel() for p in m.parameters())
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
-        rows.append(LayerCost(chosen[m] or type(m).__name__, type(m).__name__, macs, params, shape))
+        rows.append(LayerCost(chosen[m] or type(m).__name__, type(m).__name__, macs, params, shape,
+                              getattr(m, "last_plan", None)))
 
     handles = [m.register_forward_hook(hook) for m in chosen]
     # restore each module's own mode afterwards (a model may hold e.g. frozen BN in eval mode)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from . import fastconv
+from . import autotune, fastconv
 from ._helpers import check_kernel_size, triple
 from .kernels import SUBKERNELS, check_subkernel, kernel_shape
 
@@ -60,12 +60,23 @@ class CAKESConv3d(nn.Module):
         kernel_size: odd k of the layer this replaces.
         stride: int or (d, h, w).
         bias: add a learnable bias per output channel.
+        impl: forward implementation: ``"fast"`` (default: grouped calls, see
+            ``cakes_lite/fastconv.py``), ``"direct"`` (one conv3d per group + cat, as the official
+            code) or ``"direct_cl"`` (the same on channels_last_3d); all give equal results.
+        plan: the fast path's plan (one of ``cakes_lite.fastconv.PLANS``) or None (default:
+            measured once per input shape and cached, see :mod:`cakes_lite.autotune`).
+
+    Attributes:
+        last_plan: the plan the last forward ran (``"direct"`` for the direct impls), or None.
+        allow_dense: let autotuning pick the ``"dense"`` plan (the parent k×k×k conv's MACs in
+            one call) where it measures faster; default False (the layer does only its own MACs).
 
     Shapes:
         input (N, C_in, D, H, W) -> output (N, sum(split.values()), D', H', W') with
         D' = floor((D - 1) / s_d) + 1 (likewise H', W'), exactly as ``nn.Conv3d(…, padding=k//2)``.
         The output is in ``torch.channels_last_3d`` memory (the fast path computes it that way;
-        following layers run faster on it too); call ``.contiguous()`` if you need NCDHW strides.
+        following layers run faster on it too), except under the ``"direct"`` plan, which keeps
+        the input's format; call ``.contiguous()`` if you need NCDHW strides.
     """
 
     def __init__(
@@ -75,6 +86,8 @@ class CAKESConv3d(nn.Module):
         kernel_size: int = 3,
         stride: int | tuple[int, int, int] = 1,
         bias: bool = False,
+        impl: str = "fast",
+        plan: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
@@ -90,10 +103,33 @@ class CAKESConv3d(nn.Module):
                 shape = kernel_shape(name, kernel_size)
                 self.weights[name] = nn.Parameter(torch.empty(count, in_channels, *shape))
         self.bias = nn.Parameter(torch.empty(self.out_channels)) if bias else None
-        #: forward implementation: "fast" (default), "direct" (one conv3d per group + cat, as the
-        #: official code) or "direct_cl" (the same on channels_last_3d); all give equal results.
-        self.impl = "fast"
+        self.impl = impl
+        self.plan = plan
+        self.last_plan: str | None = None
+        self.allow_dense = False
+        self._prepared: dict[str, tuple[tuple, fastconv.Prepared]] = {}  # inference cache
+        self._fast: tuple | None = None  # (input signature, weight stamp, plan) of the last call
         self.reset_parameters()
+
+    @property
+    def impl(self) -> str:
+        """Forward implementation, validated when set: "fast", "direct" or "direct_cl"."""
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        self._impl = fastconv.check_impl(value)
+
+    @property
+    def plan(self) -> str | None:
+        """The fast path's plan (one of ``fastconv.PLANS``), or None for measured (autotuned)."""
+        return self._plan
+
+    @plan.setter
+    def plan(self, value: str | None) -> None:
+        if value is not None and value not in fastconv.PLANS:
+            raise ValueError(f"plan: expected None or one of {fastconv.PLANS}, got {value!r}")
+        self._plan = value
 
     def reset_parameters(self) -> None:
         """Initialise each group like an ``nn.Conv3d`` of that group's kernel shape would be."""
@@ -118,8 +154,47 @@ class CAKESConv3d(nn.Module):
                 f"CAKESConv3d: expected input (N, {self.in_channels}, D, H, W), "
                 f"got {tuple(x.shape)}"
             )
-        # groups share big conv calls (see cakes_lite/fastconv.py); output in channels_last_3d
-        return fastconv.forward(x, list(self.weights.values()), self.bias, self.stride, self.impl)
+        fast = self._fast
+        if fast is not None and not torch.is_grad_enabled():
+            # inference fast path: same input layout, threads and weights as the last call
+            sig, stamp, prep = fast
+            if sig == self._signature(x) and stamp == self._stamp():
+                return fastconv.run(x, prep, self.stride)
+        weights = list(self.weights.values())
+        if self._impl != "fast":
+            self.last_plan = "direct"
+            return fastconv.forward(x, weights, self.bias, self.stride, self._impl)
+        # groups share big conv calls (see cakes_lite/fastconv.py)
+        plan = self._plan or autotune.choose(x, weights, self.bias, self.stride, self.allow_dense)
+        self.last_plan = plan
+        prep = self._prepare(weights, plan)
+        self._fast = None
+        if not torch.is_grad_enabled():
+            self._fast = (self._signature(x), self._stamp(), prep)
+        return fastconv.run(x, prep, self.stride)
+
+    def _signature(self, x: torch.Tensor) -> tuple:
+        """What the plan choice depends on besides the weights."""
+        return (x.shape, x.stride(), x.dtype, x.device, torch.get_num_threads(), self._impl,
+                self._plan, self.allow_dense, autotune.generation())
+
+    def _stamp(self) -> tuple:
+        """Changes whenever a weight does (in-place version counter, storage, dtype, device)."""
+        return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in self.parameters())
+
+    def _prepare(self, weights: list[torch.Tensor], plan: str) -> fastconv.Prepared:
+        """The plan's calls on the current weights; cached while no gradient is recorded, and
+        rebuilt whenever a weight changes (in-place version counter, storage, dtype or device)."""
+        params = [*weights, *([] if self.bias is None else [self.bias])]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return fastconv.prepare(weights, self.bias, self.stride, plan)  # autograd sees it
+        stamp = self._stamp()
+        hit = self._prepared.get(plan)
+        if hit is None or hit[0] != stamp:
+            with torch.no_grad():
+                hit = (stamp, fastconv.prepare(weights, self.bias, self.stride, plan))
+            self._prepared = {plan: hit}
+        return hit[1]
 
     def dense_weight(self) -> torch.Tensor:
         """The equivalent (out, in, k, k, k) kernel: each sub-kernel embedded at the centre.

@@ -1,4 +1,4 @@
-"""Latency measurement: warmed-up, interleaved runs, medians (DESIGN.md §7).
+"""Latency measurement: warmed-up, interleaved runs, medians.
 
 CPU timings on shared machines are noisy and bimodal (page faults, other processes), so compare
 variants by running them *interleaved* — one call of each per round, in a rotating order — after a
@@ -60,6 +60,7 @@ def latency_samples(
     warmup: int = 2,
     backward: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    clock: str = "wall",
 ) -> dict[str, list[float]]:
     """Time every case ``repeats`` times, interleaved, after ``warmup`` untimed rounds.
 
@@ -70,10 +71,16 @@ def latency_samples(
         backward: time forward + backward (output gradient of ones, w.r.t. the input and the
             parameters) instead of a no-grad forward; the parameters' ``.grad`` are restored.
         progress: optional callback ``progress(round, total_rounds)``.
+        clock: ``"wall"`` (``time.perf_counter``) or ``"thread"`` (``time.thread_time``: CPU
+            time of the calling thread, so time spent descheduled by other processes on a shared
+            machine is not counted; meaningful only with ``torch.set_num_threads(1)`` on CPU).
 
     Returns:
-        name -> list of ``repeats`` wall-clock times in milliseconds.
+        name -> list of ``repeats`` times in milliseconds.
     """
+    if clock not in ("wall", "thread"):
+        raise ValueError(f"clock: expected 'wall' or 'thread', got {clock!r}")
+    timer = time.perf_counter if clock == "wall" else time.thread_time
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats/warmup: expected repeats >= 1 and warmup >= 0, got "
                          f"{repeats}/{warmup}")
@@ -90,11 +97,11 @@ def latency_samples(
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             _sync(devices[name])
-            t0 = time.perf_counter()
+            t0 = timer()
             steps[name]()
             _sync(devices[name])
             if r >= warmup:
-                times[name].append((time.perf_counter() - t0) * 1e3)
+                times[name].append((timer() - t0) * 1e3)
         if progress is not None:
             progress(r + 1, total)
     for key, p in params.items():

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cakes_lite import CAKESConv3d, Layout
+from cakes_lite.inference import fold_batchnorm, for_inference
 from cakes_lite.layout import is_searchable
 from cakes_lite.models import (
     MODELS,
@@ -146,3 +147,59 @@ def test_registry_and_classes():
     assert isinstance(build_model("resnet3d_tiny"), ResNet3d)
     assert isinstance(build_model("unet3d_tiny"), UNet3d)
     assert build_model("resnet3d_tiny", num_classes=7, in_channels=1).fc.out_features == 7
+
+
+def _trained_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, so folding them is really tested."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("factory,builder,shape", [
+    (resnet3d_tiny, "3d", (2, 3, 4, 16, 16)),
+    (resnet3d_tiny, "cakes", (2, 3, 5, 16, 12)),
+    (unet3d_tiny, "3d", (1, 1, 12, 8, 10)),
+    (unet3d_tiny, "cakes:volume-all", (1, 1, 9, 8, 8)),
+])
+def test_for_inference_folds_every_bn_and_keeps_outputs(factory, builder, shape):
+    model = _trained_bn(factory(builder=builder))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(shape)
+    fast = for_inference(model)
+    folded = [m for m in fast.modules() if isinstance(m, nn.BatchNorm3d)]
+    assert not folded  # every BN of these networks follows a conv
+    with torch.no_grad():
+        want, got = model(x), fast(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    if got.dim() == 5:  # channels innermost (a crop of a channels_last_3d tensor where padded)
+        assert got.stride(1) == 1
+    # the caller's model is untouched (weights, BNs, mode)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules())
+
+
+def test_fold_batchnorm_skips_a_conv_whose_output_is_also_used_elsewhere():
+    class TwoUses(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = CAKESConv3d(2, {"kxkxk": 2, "1xkxk": 1}, bias=True)
+            self.bn = nn.BatchNorm3d(3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y  # y is read raw too: folding would change it
+
+    model = _trained_bn(TwoUses())
+    folded = fold_batchnorm(model)
+    assert any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    x = torch.randn(1, 2, 3, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x))
+    with pytest.raises(ValueError, match="model: expected an nn.Module"):
+        fold_batchnorm("resnet")

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cakes_lite as cl
+from cakes_lite import fastconv
 from cakes_lite.kernels import kernel_shape
 
-STRIDES = [1, 2, (1, 2, 2)]
+STRIDES = [1, 2, (1, 2, 2), (1, 2, 3), (2, 3, 1)]
 SPACE_NAMES = sorted(cl.SPACES) + ["1x1x1"]
 IMPLS = ["fast", "direct", "direct_cl"]  # CAKESConv3d.impl: all must agree
 
@@ -76,14 +77,51 @@ def check_against_dense(layer: cl.CAKESConv3d, x: torch.Tensor) -> None:
     assert start == layer.out_channels
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
-@given(case=layer_cases(), impl=st.sampled_from(IMPLS))
-def test_forward_and_gradients_equal_dense_reference(case, impl):
-    layer = cl.CAKESConv3d(case["in_channels"], case["split"], case["kernel_size"], case["stride"],
-                           bias=case["bias"]).double()
-    layer.impl = impl
-    x = torch.randn(case["batch"], case["in_channels"], *case["size"], dtype=torch.float64)
-    check_against_dense(layer, x)
+#: (impl, plan) -> the mechanisms of the fast path its examples must reach (with 1-3 input
+#: channels the automatic plan alone would rarely fold taps or shift-add; so every plan is forced)
+FORCED = {
+    ("fast", "fold"): {"taps", "shift", "columns", "columns-unequal-strides"},
+    ("fast", "mixed"): {"taps", "shift", "columns"},
+    ("fast", "conv3d"): {"conv3d"},
+    ("fast", "direct"): {"conv3d"},
+    ("fast", "dense"): {"dense"},
+    ("fast", None): set(),
+    ("direct", None): set(),
+    ("direct_cl", None): set(),
+}
+
+
+def _reached(layer: cl.CAKESConv3d) -> set[str]:
+    """The fast-path mechanisms the layer's last forward ran (its plan's calls)."""
+    if layer.impl != "fast":
+        return set()
+    weights = list(layer.weights.values())
+    kinds = set(fastconv.prepare(weights, layer.bias, layer.stride, layer.last_plan).kinds)
+    if layer.last_plan == "dense":
+        kinds.add("dense")
+    if "columns" in kinds and layer.stride[1] != layer.stride[2]:
+        kinds.add("columns-unequal-strides")
+    return kinds
+
+
+@pytest.mark.parametrize("impl,plan", list(FORCED), ids=[f"{i}-{p}" for i, p in FORCED])
+def test_forward_and_gradients_equal_dense_reference(impl, plan):
+    reached: set[str] = set()
+
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(case=layer_cases())
+    def check(case):
+        layer = cl.CAKESConv3d(case["in_channels"], case["split"], case["kernel_size"],
+                               case["stride"], bias=case["bias"], impl=impl, plan=plan).double()
+        x = torch.randn(case["batch"], case["in_channels"], *case["size"], dtype=torch.float64)
+        check_against_dense(layer, x)
+        expected = plan if impl == "fast" else "direct"
+        if expected is not None:
+            assert layer.last_plan == expected
+        reached.update(_reached(layer))
+
+    check()
+    assert reached >= FORCED[impl, plan], f"not reached: {FORCED[impl, plan] - reached}"
 
 
 WIDE_SPLITS = [

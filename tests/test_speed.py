@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite import fastconv
+from cakes_lite import autotune, fastconv
 from cakes_lite.speed import compare_latency, latency, latency_samples
 
 C_IN = 64  # the plan depends on C_in (the cost model's per-call terms)
@@ -48,11 +48,11 @@ def _reference(layer: cl.CAKESConv3d, x: torch.Tensor) -> torch.Tensor:
                          ids=[c[0] for c in CASES])
 def test_fast_path_equals_dense_reference(split, stride, size, k, bias, path):
     layer = cl.CAKESConv3d(C_IN, split, k, stride, bias).double()
-    direct, columns, taps, _ = fastconv._plan(list(layer.weights.values()), layer.bias,
-                                              layer.stride)
+    layer.plan = "mixed"  # the static plan these cases were written for
+    kinds = fastconv.prepare(list(layer.weights.values()), layer.bias, layer.stride, "mixed").kinds
     # the case really exercises the path it is named for
-    parts = [("direct", direct), ("taps", taps), ("columns", columns)]
-    assert {name for name, part in parts if part} == path
+    names = {"conv3d": "direct", "taps": "taps", "columns": "columns"}
+    assert {names[k] for k in kinds if k in names} == path
     x = torch.randn(2, C_IN, *size, dtype=torch.double, requires_grad=True)
     y = layer(x)
     ref = _reference(layer, x)
@@ -82,11 +82,20 @@ def test_single_full_group_equals_nn_conv3d():
     torch.testing.assert_close(layer(x), conv(x), rtol=1e-5, atol=1e-5)
 
 
-def test_unknown_impl_is_rejected():
+def test_unknown_impl_or_plan_is_rejected_when_set():
     layer = cl.CAKESConv3d(2, {"kxkxk": 1})
-    layer.impl = "magic"
+    with pytest.raises(ValueError, match="impl: expected 'fast', 'direct' or 'direct_cl'"):
+        layer.impl = "magic"
     with pytest.raises(ValueError, match="impl"):
-        layer(torch.randn(1, 2, 3, 3, 3))
+        cl.CAKESConv3d(2, {"kxkxk": 1}, impl="magic")
+    with pytest.raises(ValueError, match="plan: expected None or one of"):
+        layer.plan = "fastest"
+    with pytest.raises(ValueError, match="plan"):
+        cl.CAKESConv3d(2, {"kxkxk": 1}, plan=3)
+    assert layer.impl == "fast" and layer.plan is None  # a rejected value changes nothing
+    with pytest.raises(ValueError, match="impl"):
+        fastconv.forward(torch.randn(1, 2, 3, 3, 3), [layer.weights["kxkxk"]], None, (1, 1, 1),
+                         "magic")
 
 
 @pytest.mark.parametrize("backward", [False, True])
@@ -114,3 +123,100 @@ def test_latency_samples_counts_and_progress():
 
 def test_latency_of_model_on_shape():
     assert latency(nn.Conv3d(2, 3, 1), (1, 2, 2, 2, 2), repeats=2, warmup=0) > 0
+
+
+@pytest.fixture
+def fresh_autotune():
+    """Autotuning on with an empty cache; the previous switch restored afterwards."""
+    was = autotune.autotune_enabled()
+    autotune.set_autotune(True)
+    yield
+    autotune.set_autotune(was)
+
+
+def test_autotune_measures_once_caches_and_can_be_switched_off(fresh_autotune, monkeypatch):
+    layer = cl.CAKESConv3d(6, {"kxkxk": 3, "1xkxk": 3, "kx1x1": 2}, bias=True).eval()
+    x = torch.randn(1, 6, 4, 5, 5)
+    timed = []
+    real = autotune.measure
+    monkeypatch.setattr(autotune, "measure", lambda *a, **k: timed.append(a[4]) or real(*a, **k))
+    with torch.no_grad():
+        y1 = layer(x)
+        y2 = layer(x)
+    # every distinct candidate timed once ("dense" only when allowed); "mixed" may equal "fold"
+    assert len(timed) == 1 and {"fold", "conv3d", "direct"} <= set(timed[0]) <= {
+        "fold", "mixed", "conv3d", "direct"}
+    assert layer.last_plan in timed[0]
+    assert list(autotune.cached_plans().values()) == [layer.last_plan]
+    torch.testing.assert_close(y1, _reference(layer, x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    layer(x.requires_grad_(True))  # grad mode is part of the key: timed again (fwd + bwd)
+    assert len(timed) == 2 and all(p.grad is None for p in layer.parameters())
+    autotune.set_autotune(False)
+    with torch.no_grad():
+        layer(x)
+    assert layer.last_plan == "mixed" and len(timed) == 2
+    with pytest.raises(ValueError, match="set_autotune"):
+        autotune.set_autotune("yes")
+
+
+def test_autotune_times_nothing_under_flop_counter(fresh_autotune):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = cl.CAKESConv3d(4, {"kxkxk": 2, "1xkxk": 2})
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        layer(torch.randn(1, 4, 3, 4, 4))
+    assert layer.last_plan == "mixed" and not autotune.cached_plans()
+    assert counter.get_total_flops() == 2 * 3 * 4 * 4 * layer.macs_per_output_voxel()
+
+
+@pytest.mark.parametrize("plan", fastconv.PLANS)
+def test_inference_cache_follows_weight_changes(plan):
+    layer = cl.CAKESConv3d(4, {"kxkxk": 3, "1xkxk": 2, "kx1x1": 2}, bias=True, plan=plan)
+    x = torch.randn(2, 4, 3, 4, 5)
+    with torch.no_grad():
+        layer(x)
+        cached = layer._prepared[plan][1]
+        assert layer._prepared[plan][1] is cached and layer(x) is not None
+        assert layer._prepared[plan][1] is cached  # reused while nothing changed
+        for p in layer.parameters():  # e.g. an optimizer step or load_state_dict
+            p.mul_(-0.5)
+        torch.testing.assert_close(layer(x), _reference(layer, x), rtol=1e-5, atol=1e-5)
+        layer.double()  # new storage and dtype
+        xd = x.double()
+        torch.testing.assert_close(layer(xd), _reference(layer, xd), rtol=1e-10, atol=1e-10)
+    # with gradients recorded, the plan is rebuilt from the parameters (autograd sees it)
+    y = layer(xd)
+    y.sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+@pytest.mark.parametrize("plan", fastconv.PLANS)
+def test_float32_single_sample_uses_onednn_with_equal_values_and_gradients(plan):
+    """N = 1 float32 on CPU goes to aten.mkldnn_convolution directly (fastconv.conv)."""
+    layer = cl.CAKESConv3d(6, {"kxkxk": 4, "1xkxk": 3, "kx1x1": 3}, bias=True, plan=plan)
+    x = torch.randn(1, 6, 4, 6, 5, requires_grad=True)
+    with torch.autograd.profiler.profile() as prof:
+        y = layer(x)
+    names = {e.name for e in prof.function_events}
+    if torch.backends.mkldnn.is_available():
+        assert "aten::mkldnn_convolution" in names and "aten::slow_conv3d" not in names
+    if plan != "direct":
+        assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    ref = _reference(layer, x)
+    torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
+    g = torch.randn_like(ref)
+    params = [x, *layer.parameters()]
+    for a, b in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_thread_clock_and_plan_in_profile_rows():
+    x = torch.randn(1, 2, 3, 4, 4)
+    samples = latency_samples({"id": (nn.Identity(), x)}, repeats=2, warmup=0, clock="thread")
+    assert len(samples["id"]) == 2 and all(t >= 0 for t in samples["id"])
+    with pytest.raises(ValueError, match="clock: expected 'wall' or 'thread'"):
+        latency_samples({"id": (nn.Identity(), x)}, repeats=1, clock="gpu")
+    layer = cl.CAKESConv3d(2, {"kxkxk": 1, "1xkxk": 1}, plan="fold")
+    row = cl.profile(nn.Sequential(layer, nn.ReLU()), (1, 2, 3, 4, 4)).layers[0]
+    assert row.type == "CAKESConv3d" and row.plan == "fold"

@@ -5,7 +5,7 @@ k×k×k convolution inside the residual blocks comes from ``builder(in, out, str
 with the default ``"3d"`` builder those are plain ``nn.Conv3d(k=3, padding=1, bias=False)``
 followed by a BatchNorm3d, which is what :func:`cakes_lite.shrink` and :func:`cakes_lite.supernet`
 replace. The stem (1×5×5 by default, so it models no time) and the 1×1×1 shortcuts are fixed.
-Walkthrough: ``notebooks/03_training.ipynb``.
+Walkthrough: ``notebooks/03_video_training.ipynb``.
 """
 
 from __future__ import annotations

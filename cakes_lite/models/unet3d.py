@@ -5,7 +5,7 @@ kernel_size)`` followed by BatchNorm3d and ReLU; with the ``"3d"`` builder those
 ``nn.Conv3d(k=3, padding=1, bias=False)`` that :func:`cakes_lite.shrink` and
 :func:`cakes_lite.supernet` can replace. Pooling, transposed-conv upsampling and the 1×1×1 head are
 fixed. Inputs of any size work: they are zero-padded to a multiple of the total stride and the
-logits cropped back. Walkthrough: ``notebooks/03_training.ipynb``.
+logits cropped back. Walkthrough: ``notebooks/04_volumetric_segmentation.ipynb``.
 """
 
 from __future__ import annotations

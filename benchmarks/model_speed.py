@@ -1,0 +1,184 @@
+"""Is a CAKES network faster than its full-3D parent, end to end? Whole-model speed benchmark.
+
+For each family (the bundled zoo's video and volume models, resnet3d_tiny and unet3d_tiny at
+their notebook input sizes) and batch size, every model runs forward (``torch.no_grad``, eval
+mode) interleaved with its 3D parent, in two forms:
+
+* ``eager``: the model as loaded / built (``model.eval()``), NCDHW input;
+* ``infer``: :func:`cakes_lite.inference.for_inference` (BatchNorm folded into the convs,
+  channels_last_3d from the input on) - applied to the 3D parent too, so the comparison is fair.
+
+Per model it prints the MAC ratio and time ratio versus the parent in the same form, and
+
+    eff = (t_3d / t) / (MACs_3d / MACs)      (1 = time saved exactly as MACs saved)
+
+from medians of warmed-up, interleaved runs (the first warm-up round also autotunes the CAKES
+plans, see cakes_lite/autotune.py). ``--export`` adds torch.export and ONNX Runtime forms
+(benchmarks/_export_cases.py). Records machine, ISA, threads and load average; results:
+``benchmarks/results/model_speed_<N>thread.json`` (N = threads) unless ``--out`` says otherwise.
+
+    python benchmarks/model_speed.py [--repeats 15] [--batch 1 --batch 8] [--threads 2]
+        [--device cpu|cuda] [--only zoo-video] [--export]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _malloc import reexec_with_malloc_tunables  # noqa: E402
+
+reexec_with_malloc_tunables()  # before torch: page faults make CPU timings bimodal otherwise
+
+import torch  # noqa: E402
+
+from cakes_lite import profile, zoo  # noqa: E402
+from cakes_lite.inference import for_inference  # noqa: E402
+from cakes_lite.layout import atomic_write_text  # noqa: E402
+from cakes_lite.models import resnet3d_tiny, unet3d_tiny  # noqa: E402
+from cakes_lite.speed import latency_samples  # noqa: E402
+
+
+def _zoo(names):
+    return lambda: {n: zoo.load_model(n, ROOT / "app" / "zoo")[0] for n in names}
+
+
+#: family -> (builder of {name: model}, parent name, input (C, D, H, W)); parent listed first
+FAMILIES = {
+    "zoo-video": (_zoo(["video_3d", "video_cakes_p", "video_cakes_budget", "video_cakes_c"]),
+                  "video_3d", (3, 8, 32, 32)),
+    "zoo-volume": (_zoo(["volume_3d", "volume_cakes_c"]), "volume_3d", (1, 64, 64, 64)),
+    "resnet3d_tiny": (lambda: {"resnet3d_tiny 3d": resnet3d_tiny(num_classes=13),
+                               "resnet3d_tiny cakes(video-123d even)":
+                                   resnet3d_tiny(num_classes=13, builder="cakes")},
+                      "resnet3d_tiny 3d", (3, 8, 32, 32)),
+    "unet3d_tiny": (lambda: {"unet3d_tiny 3d": unet3d_tiny(),
+                             "unet3d_tiny cakes(volume-2d even)":
+                                 unet3d_tiny(builder="cakes:volume-2d")},
+                    "unet3d_tiny 3d", (1, 24, 24, 24)),
+}
+
+
+def machine_info() -> dict:
+    """CPU model, vector ISA torch dispatches to, threads, ISA caps from the environment."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "isa": torch.backends.cpu.get_cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_count": os.cpu_count(), "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+    }
+
+
+def _cases(family: str, batch: int, device: str, export: bool):
+    """name -> (module, input, MACs, model name, form) for one family at one batch size."""
+    build, parent, chw = FAMILIES[family]
+    torch.manual_seed(0)
+    x = torch.randn(batch, *chw, device=device)
+    cases = {}
+    for name, model in build().items():
+        model = model.to(device).eval()
+        macs = profile(model, x).macs
+        forms = {"eager": model, "infer": for_inference(model)}
+        if export:
+            from _export_cases import exported_forms
+
+            forms.update(exported_forms(model, x))
+        for form, m in forms.items():
+            cases[f"{name} | {form}"] = (m, x, macs, name, form)
+    return cases, parent
+
+
+def _rows(cases, medians, parent):
+    rows = []
+    for key, (_, _, macs, name, form) in cases.items():
+        ref = f"{parent} | {form}" if f"{parent} | {form}" in cases else f"{parent} | eager"
+        t, t3, m3 = medians[key], medians[ref], cases[ref][2]
+        rows.append({"model": name, "form": form, "ms": t, "mac_ratio": macs / m3,
+                     "time_ratio": t / t3, "eff": (t3 / t) / (m3 / macs),
+                     "vs_eager_3d": t / medians[f"{parent} | eager"],
+                     "vs_eager_self": t / medians[f"{name} | eager"]})
+    return rows
+
+
+def _print(title, rows):
+    print(f"\n{title}")
+    print(f"{'model':40s} {'form':6s} {'ms':>8s} {'MACs':>5s} {'t/t3d':>6s} {'eff':>5s} "
+          f"{'vs eager 3d':>11s} {'vs own eager':>12s}")
+    for r in rows:
+        print(f"{r['model']:40s} {r['form']:6s} {r['ms']:8.2f} {r['mac_ratio']:5.2f} "
+              f"{r['time_ratio']:6.2f} {r['eff']:5.2f} {r['vs_eager_3d']:11.2f} "
+              f"{r['vs_eager_self']:12.2f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, action="append", help="default: 1 and 8")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--only", action="append", choices=list(FAMILIES))
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="thread: CPU time of the timing thread (with --threads 1 only), "
+                             "robust to other processes on a loaded machine")
+    parser.add_argument("--export", action="store_true", help="also torch.export and ONNX")
+    parser.add_argument("--out", help="JSON results (default: benchmarks/results/"
+                        "model_speed_<threads>thread.json)")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available on this machine")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.out is None:
+        args.out = str(ROOT / "benchmarks" / "results"
+                       / f"model_speed_{torch.get_num_threads()}thread.json")
+    if args.clock == "thread" and (torch.get_num_threads() != 1 or args.device != "cpu"):
+        raise SystemExit("--clock thread: needs --threads 1 and --device cpu")
+    result = {**machine_info(), "device": args.device, "repeats": args.repeats,
+              "clock": args.clock,
+              "load_before": os.getloadavg(), "runs": []}
+    t_start = time.perf_counter()
+    for family in args.only or list(FAMILIES):
+        for batch in args.batch or [1, 8]:
+            cases, parent = _cases(family, batch, args.device, args.export)
+            samples = latency_samples({k: (c[0], c[1]) for k, c in cases.items()},
+                                      args.repeats, args.warmup, clock=args.clock)
+            medians = {k: statistics.median(v) for k, v in samples.items()}
+            rows = _rows(cases, medians, parent)
+            title = f"{args.device} {family} batch {batch} input {tuple(cases[next(iter(cases))][1].shape)}"
+            _print(title, rows)
+            plans = {}
+            for k, c in cases.items():
+                for name, m in getattr(c[0], "named_modules", lambda: [])():
+                    if getattr(m, "last_plan", None):
+                        plans.setdefault(c[3], {})[name] = m.last_plan
+            result["runs"].append({"family": family, "batch": batch, "parent": parent,
+                                   "load": os.getloadavg(), "rows": rows, "plans": plans})
+    result["seconds"] = time.perf_counter() - t_start
+    result["load_after"] = os.getloadavg()
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    print(f"\n{result['seconds']:.0f} s; load {result['load_before']} -> {result['load_after']}; "
+          f"{result['threads']} threads, ISA {result['isa']}; results -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Measured plan choice for CAKESConv3d's fast forward (like ``torch.backends.cudnn.benchmark``).
+
+Which plan of :mod:`cakes_lite.fastconv` is fastest depends on the machine (vector ISA, cache,
+threads), the dtype, the device and the shapes; a static cost model describes one CPU. So the
+first forward of a layer on a new (input shape and memory format, split, stride, bias, dtype,
+device, threads, grad mode) key times every candidate plan, interleaved (forward, or forward + backward when
+gradients are being recorded), and caches the fastest; later calls look it up.
+
+Switch it off for determinism (the chosen plan, hence the float rounding, then no longer depends
+on timing): ``cakes_lite.autotune.set_autotune(False)`` or the environment variable
+``CAKES_LITE_AUTOTUNE=0``. Off, every layer runs the static ``"mixed"`` plan. Default: on.
+The ``"dense"`` plan (the parent k×k×k conv's MACs, one call) is a candidate only with
+``set_autotune(True, dense=True)`` or for layers with ``allow_dense = True`` (what
+:func:`cakes_lite.inference.for_inference` sets on its copy): it can win for tiny layers, where
+per-call overheads dominate, but does MACs the layer does not have. Nothing is timed under tracing, ``torch.compile``/``torch.export``, or a dispatch mode
+such as FlopCounterMode: a cached plan is used if there is one, else ``"mixed"``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from . import fastconv
+
+_STATE = {"enabled": os.environ.get("CAKES_LITE_AUTOTUNE", "1") != "0", "dense": False}
+_CACHE: dict[tuple, str] = {}
+_GENERATION = [0]  # bumped whenever the switch or the cache changes: layers re-check their plan
+
+
+def generation() -> int:
+    """A counter that changes with every :func:`set_autotune` / :func:`clear_cache`."""
+    return _GENERATION[0]
+DEFAULT_PLAN = "mixed"
+
+
+def set_autotune(enabled: bool, dense: bool = False) -> None:
+    """Turn measured plan selection on or off (and allow the ``"dense"`` candidate); clears the
+    cache of chosen plans."""
+    if not isinstance(enabled, bool) or not isinstance(dense, bool):
+        raise ValueError(f"set_autotune: expected bools, got enabled={enabled!r}, dense={dense!r}")
+    _STATE.update(enabled=enabled, dense=dense)
+    clear_cache()
+
+
+def autotune_enabled() -> bool:
+    """Whether plans are measured (True) or the static ``"mixed"`` plan is used (False)."""
+    return bool(_STATE["enabled"])
+
+
+def cached_plans() -> dict[tuple, str]:
+    """A copy of the cache: key -> chosen plan (see the module docstring for the key)."""
+    return dict(_CACHE)
+
+
+def clear_cache() -> None:
+    """Forget every measured choice (e.g. after changing the number of threads elsewhere)."""
+    _CACHE.clear()
+    _GENERATION[0] += 1
+
+
+def _tracing(x: torch.Tensor) -> bool:
+    """True under jit tracing, torch.compile / export, or any dispatch / function mode."""
+    return fastconv._traced() or type(x) not in (torch.Tensor, torch.nn.Parameter)
+
+
+def key(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
+        dense: bool = False) -> tuple:
+    grad = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
+    return (tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last_3d),
+            tuple(tuple(w.shape) for w in weights), bias is not None,
+            tuple(stride), x.dtype, str(x.device), torch.get_num_threads(), grad,
+            dense or bool(_STATE["dense"]))
+
+
+def candidates(weights: fastconv.Weights, stride: fastconv.Stride,
+               dense: bool = False) -> list[str]:
+    """The plans worth timing for these groups (plans that prepare the same calls dropped)."""
+    out, seen = [], set()
+    dense = dense or bool(_STATE["dense"])
+    names = fastconv.PLANS if dense else tuple(p for p in fastconv.PLANS if p != "dense")
+    for plan in names:
+        prep = fastconv.prepare([w.detach() for w in weights], None, stride, plan)
+        shape = (plan == "direct", tuple((c[0], tuple(c[1].shape)) for c in prep.calls))
+        if shape not in seen:
+            seen.add(shape)
+            out.append(plan)
+    return out
+
+
+def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
+    """One forward (+ backward on detached copies: the caller's .grad stay untouched); with
+    gradients the plan is prepared inside the step, as the layer does then."""
+    if not grad:  # inference: the layer caches the prepared weights, so time only the run
+        with torch.no_grad():
+            prep = fastconv.prepare(weights, bias, stride, plan)
+
+        def fwd() -> None:
+            with torch.no_grad():
+                fastconv.run(x, prep, stride)
+        return fwd
+    xs = x.detach().requires_grad_(x.requires_grad)
+    ws = [w.detach().requires_grad_(w.requires_grad) for w in weights]
+    bs = None if bias is None else bias.detach().requires_grad_(bias.requires_grad)
+
+    def fwd_bwd() -> None:
+        y = fastconv.fast(xs, ws, bs, stride, plan)
+        y.backward(torch.ones_like(y))
+        xs.grad = None
+        for w in ws:
+            w.grad = None
+    return fwd_bwd
+
+
+def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
+            plans: list[str], repeats: int = 5, grad: bool = False) -> dict[str, float]:
+    """Median milliseconds of each plan (one warm-up round, ``repeats`` interleaved rounds).
+
+    On CPU with one intra-op thread the clock is the thread's CPU time (time spent descheduled
+    by other processes on a shared machine does not count), else wall-clock time.
+    """
+    steps = {p: _step(x, weights, bias, stride, p, grad) for p in plans}
+    times: dict[str, list[float]] = {p: [] for p in plans}
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    cpu_one = x.device.type == "cpu" and torch.get_num_threads() == 1
+    clock = time.thread_time if cpu_one else time.perf_counter
+    for r in range(repeats + 1):
+        shift = r % len(plans)
+        for p in plans[shift:] + plans[:shift]:
+            sync()
+            t0 = clock()
+            steps[p]()
+            sync()
+            if r:
+                times[p].append((clock() - t0) * 1e3)
+    return {p: statistics.median(t) for p, t in times.items()}
+
+
+def choose(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
+           dense: bool = False) -> str:
+    """The plan for this call: measured once per key and cached, or ``"mixed"`` when off.
+    ``dense``: let the ``"dense"`` plan compete (see the module docstring)."""
+    if not _STATE["enabled"]:
+        return DEFAULT_PLAN
+    k = key(x, weights, bias, stride, dense)
+    plan = _CACHE.get(k)
+    if plan is not None:
+        return plan
+    if _tracing(x):
+        # export / compile of an inference model: the plan measured for inference if any
+        return _CACHE.get(k[:-2] + (False, k[-1]), DEFAULT_PLAN)
+    plans = candidates(weights, stride, dense)
+    if len(plans) == 1:
+        plan = plans[0]
+    else:
+        times = measure(x, weights, bias, stride, plans, grad=k[-2])
+        plan = min(plans, key=times.__getitem__)
+    _CACHE[k] = plan
+    return plan

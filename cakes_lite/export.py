@@ -1,0 +1,88 @@
+"""Deploy a (shrunk) model: ``torch.export`` programs and ONNX files for ONNX Runtime.
+
+CAKESConv3d exports like any PyTorch layer: under tracing its fast path uses only public ops
+(convolutions, slices, zero-padded shifts, adds, one cat; see cakes_lite/fastconv.py), so the
+graph holds the grouped calls of the plan the layer would run. Export the inference form
+(:func:`cakes_lite.inference.for_inference`: BatchNorm folded, channels_last_3d) for speed.
+
+Example::
+
+    fast = cl.inference.for_inference(shrunk)
+    program = cl.export.export_program(fast, clips)        # torch.export.ExportedProgram
+    cl.export.export_onnx(fast, clips, "model.onnx")        # then onnxruntime.InferenceSession
+
+Speed against eager PyTorch: ``benchmarks/model_speed.py --export``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def _check(model: object, example: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if not isinstance(example, torch.Tensor):
+        raise ValueError(f"example: expected an input tensor (N, C, D, H, W), "
+                         f"got {type(example).__name__}")
+
+
+def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of ``model`` (eval mode) for inputs shaped like ``example``.
+
+    Args:
+        model: any module, e.g. a shrunk network or its :func:`for_inference` form.
+        example: an input (N, C, D, H, W); the program is specialised to its shape.
+
+    Returns:
+        The exported program; ``program.module()(x)`` runs it.
+    """
+    _check(model, example)
+    return torch.export.export(model.eval(), (example,))
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path,
+                opset: int | None = None) -> Path:
+    """Write ``model`` (eval mode) as an ONNX file via ``torch.onnx.export(dynamo=True)``.
+
+    Needs the ``onnx`` and ``onnxscript`` packages. The file is written atomically (temporary
+    file in the same folder, then renamed).
+
+    Args:
+        model: any module, e.g. a shrunk network or its :func:`for_inference` form.
+        example: an input (N, C, D, H, W); the graph is specialised to its shape.
+        path: where to write ``*.onnx``.
+        opset: ONNX opset version (default: the exporter's).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    _check(model, example)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        kwargs = {} if opset is None else {"opset_version": opset}
+        program = torch.onnx.export(model.eval(), (example,), dynamo=True, **kwargs)
+        program.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` on the CPU for ``path`` (intra-op ``threads``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

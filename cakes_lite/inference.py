@@ -1,0 +1,186 @@
+"""Inference-only rewrites that keep outputs equal (up to float rounding) and cut time.
+
+* :func:`fold_batchnorm`: every ``Conv → BatchNorm`` pair (conv output read by the BN only)
+  becomes one conv with scaled weights and a bias,
+
+      BN(W ⊛ x + b) = (γ/σ)·W ⊛ x + (γ/σ)·(b − μ) + β,   σ = sqrt(running_var + eps),
+
+  for ``nn.Conv1d/2d/3d`` and :class:`cakes_lite.CAKESConv3d` (each output channel has its own
+  sub-kernel, so scaling its filter is exact). Pairs are found by data flow with ``torch.fx``;
+  a module whose forward does not trace (e.g. shape-dependent Python) is handled child by child.
+* :func:`for_inference`: an eval-mode copy with BN folded and everything in
+  ``torch.channels_last_3d`` memory from the input on (5D weights too), so no layer converts
+  memory formats (CAKESConv3d computes and returns channels_last_3d anyway); plain Conv3d layers
+  go through :func:`cakes_lite.fastconv.conv` (oneDNN for a single sample too), as CAKESConv3d's
+  own calls do - applied to a 3D parent as well, it keeps comparisons fair.
+
+The caller's model is never changed. Speed: ``benchmarks/model_speed.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import fx, nn
+
+from . import fastconv
+from .ops import CAKESConv3d
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, CAKESConv3d)
+_BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx tracer that keeps CAKESConv3d (shape checks in its forward) as one call."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, CAKESConv3d) or super().is_leaf_module(m, qualname)
+
+
+@torch.no_grad()
+def _fold(conv: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
+    """Fold ``bn`` (eval statistics) into ``conv`` in place (adds a bias if it has none)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else \
+        torch.rsqrt(bn.running_var + bn.eps)
+    shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0)
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    if isinstance(conv, CAKESConv3d):
+        start = 0
+        for w in conv.weights.values():  # (n_g, C_in, kd, kh, kw): rows start … start + n_g
+            w.mul_(scale[start : start + w.shape[0]].view(-1, 1, 1, 1, 1).to(w.dtype))
+            start += w.shape[0]
+    else:
+        conv.weight.mul_(scale.view(-1, *[1] * (conv.weight.dim() - 1)).to(conv.weight.dtype))
+    conv.bias = nn.Parameter(shift.to(bn.running_mean.dtype))
+
+
+def _foldable(conv: object, bn: object) -> bool:
+    return (isinstance(conv, _CONVS) and isinstance(bn, _BNS) and bn.running_mean is not None
+            and bn.track_running_stats and getattr(conv, "out_channels", -1) == bn.num_features)
+
+
+def _fold_graph(module: nn.Module) -> nn.Module | None:
+    """Fold the pairs of one traceable module; None if its forward does not trace."""
+    try:
+        graph = _Tracer().trace(module)
+    except Exception:  # noqa: BLE001 - any tracing failure: fall back to the children
+        return None
+    gm = fx.GraphModule(module, graph)
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        prev = node.args[0]
+        if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+            continue
+        conv, bn = modules[prev.target], modules[node.target]
+        if _foldable(conv, bn):
+            _fold(conv, bn)
+            node.replace_all_uses_with(prev)
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
+
+
+def _fold_tree(module: nn.Module) -> nn.Module:
+    if isinstance(module, CAKESConv3d) or next(module.children(), None) is None:
+        return module  # a single layer: nothing to pair inside
+    folded = _fold_graph(module)
+    if folded is not None:
+        return folded
+    for name, child in module.named_children():
+        setattr(module, name, _fold_tree(child))
+    return module
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with every Conv → BatchNorm pair folded into the conv.
+
+    Args:
+        model: any module; BNs must have running statistics (``track_running_stats=True``).
+
+    Returns:
+        A new module (a ``torch.fx.GraphModule`` where the forward traces) computing the same
+        function in eval mode; for inference only (the folded BN no longer trains).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected an nn.Module, got {type(model).__name__}")
+    return _fold_tree(copy.deepcopy(model).eval())
+
+
+class ChannelsLast3d(nn.Module):
+    """Runs ``model`` on ``x.contiguous(memory_format=torch.channels_last_3d)`` (5D inputs)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, D, H, W) in any memory format -> the same values in (N, D, H, W, C) memory
+        if x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return self.model(x)
+
+
+class _Conv3d(nn.Module):
+    """An ``nn.Conv3d`` run through :func:`cakes_lite.fastconv.conv` (oneDNN also for a batch of
+    one sample on CPU, where PyTorch picks a slow im2col kernel), output in channels_last_3d
+    memory (a conv with one input channel would otherwise return NCDHW, which every later layer
+    inherits)."""
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        y = fastconv.conv(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return y.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _wrap_convs(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        plain = (type(child).forward is nn.Conv3d.forward and isinstance(child, nn.Conv3d)
+                 and child.padding_mode == "zeros" and not isinstance(child.padding, str))
+        if plain:
+            setattr(module, name, _Conv3d(child))
+        elif isinstance(child, nn.ConvTranspose3d):  # N = 1 returns NCDHW
+            setattr(module, name, nn.Sequential(child, ChannelsLast3d(nn.Identity())))
+        else:
+            _wrap_convs(child)
+
+
+def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True,
+                  allow_dense: bool = True) -> nn.Module:
+    """An eval-mode copy of ``model`` tuned for inference (see the module docstring).
+
+    Args:
+        model: any module (a plain 3D network or a shrunk CAKES one).
+        fold_bn: fold Conv → BatchNorm pairs (:func:`fold_batchnorm`).
+        channels_last: keep activations and 5D weights in ``torch.channels_last_3d``.
+        allow_dense: let each CAKESConv3d's autotuning also time the ``"dense"`` plan (one conv
+            with the zero-embedded k×k×k kernel: the parent layer's MACs) and use it where it is
+            faster, so no layer is slower than its 3D parent; the layer's ``last_plan`` says
+            ``"dense"`` then. False: every layer does only its own MACs.
+
+    Returns:
+        A new module; call it under ``torch.inference_mode()`` (or ``no_grad``) for best speed.
+
+    Example::
+
+        fast = cl.inference.for_inference(model)
+        with torch.inference_mode():
+            logits = fast(clips)  # (N, C, T, H, W) -> same as model.eval()(clips)
+    """
+    out = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    for m in out.modules():
+        if isinstance(m, CAKESConv3d):
+            m.allow_dense = allow_dense
+    if channels_last:
+        _wrap_convs(out)
+        out = ChannelsLast3d(out.to(memory_format=torch.channels_last_3d))
+    return out.eval()

@@ -1,0 +1,86 @@
+"""Deployment: shrunk models through torch.export and ONNX (onnxruntime on CPU) keep their
+outputs; CUDA equality of the fast path (gpu-marked, skipped without CUDA)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cakes_lite as cl
+from cakes_lite import export, fastconv
+from cakes_lite.inference import for_inference
+from cakes_lite.models import resnet3d_tiny, unet3d_tiny
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
+
+MODELS = {
+    "resnet3d_tiny-cakes": (lambda: resnet3d_tiny(num_classes=5, widths=(8, 16, 16),
+                                                  stem_width=8, builder="cakes"),
+                            (2, 3, 4, 16, 16)),
+    "unet3d_tiny-cakes:volume-all": (lambda: unet3d_tiny(builder="cakes:volume-all"),
+                                     (1, 1, 8, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("inference", [False, True], ids=["eager", "for_inference"])
+def test_torch_export_keeps_outputs(name, inference):
+    build, shape = MODELS[name]
+    model = build().eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        want = model(x)
+    form = for_inference(model) if inference else model
+    program = export.export_program(form, x)
+    graph_ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not any("mkldnn" in op for op in graph_ops)  # public conv ops only
+    got = program.module()(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet3d_tiny-cakes"])  # ONNX export takes seconds per model
+def test_onnx_runtime_keeps_outputs(name, tmp_path):
+    pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    build, shape = MODELS[name]
+    model = build().eval()
+    x = torch.randn(shape)
+    with torch.no_grad():
+        want = model(x).numpy()
+    path = export.export_onnx(for_inference(model), x, tmp_path / "m.onnx")
+    assert path.is_file() and not [p for p in tmp_path.iterdir() if p != path]
+    session = export.onnx_session(path, threads=1)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == want.shape
+    assert abs(got - want).max() < 1e-4
+
+
+def test_export_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="model: expected an nn.Module"):
+        export.export_program("net", torch.zeros(1))
+    with pytest.raises(ValueError, match="example: expected an input tensor"):
+        export.export_onnx(torch.nn.Identity(), [1, 2], tmp_path / "m.onnx")
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device (none on this machine)")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2),
+                                       (torch.bfloat16, 5e-2)], ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("plan", fastconv.PLANS)
+def test_cuda_fast_plans_equal_direct_path(dtype, tol, plan):
+    torch.backends.cudnn.allow_tf32 = False
+    layer = cl.CAKESConv3d(8, {"kxkxk": 5, "1xkxk": 6, "kx1x1": 5}, bias=True, plan=plan)
+    layer = layer.to("cuda", dtype)
+    x = torch.randn(2, 8, 4, 9, 7, device="cuda", dtype=dtype, requires_grad=True)
+    y = layer(x)
+    ref = F.conv3d(x.float(), layer.dense_weight().float(), layer.bias.float(), 1, 1)
+    torch.testing.assert_close(y.float(), ref, rtol=tol, atol=tol)
+    y.float().square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    direct = layer.dense_weight()  # the direct path on the same device and dtype
+    torch.testing.assert_close(y, F.conv3d(x, direct, layer.bias, 1, 1), rtol=tol, atol=tol)
