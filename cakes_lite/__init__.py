@@ -14,25 +14,42 @@ Public API (``__all__``), layer by layer — the map of the code is ``docs/ARCHI
   :func:`run_search` / :class:`SearchResult`;
 * models and training: :data:`MODELS`, :func:`build_model`, :func:`resnet3d_tiny`,
   :func:`unet3d_tiny`, :func:`fit`, :func:`evaluate`, :func:`save_checkpoint`,
-  :func:`load_checkpoint`.
+  :func:`load_checkpoint`;
+* inference speed: :func:`for_inference`, :func:`fold_batchnorm`, :func:`set_autotune`.
 
 Subpackages not re-exported here: ``cakes_lite.data`` (datasets), ``cakes_lite.viz`` (figures),
-``cakes_lite.zoo`` (the bundled pretrained models).
+``cakes_lite.zoo`` (the bundled pretrained models), ``cakes_lite.export`` (torch.export / ONNX).
+
+Names are imported on first use (PEP 562), so ``import cakes_lite`` and ``python -m cakes_lite
+--help`` do not load torch; ``from cakes_lite import X`` and ``cakes_lite.X`` work as usual.
 """
 
 
-from .baselines import BUILDERS, cakes, conv2d, conv3d, csn, get_builder, p3d, r2plus1d
-from .convtypes import register_conv_type, unregister_conv_type
-from .cost import Profile, profile
-from .kernels import SPACES, SUBKERNELS, kernel_shape, kernel_volume, resolve_space
-from .layout import Layout, shrink
-from .ops import CAKESConv3d
-from .speed import compare_latency, latency
-from .models import MODELS, build_model, resnet3d_tiny, unet3d_tiny
-from .train import evaluate, fit, load_checkpoint, save_checkpoint
-from .search import SearchConv3d, SearchResult, derive_layout, run_search, sparsity_step, supernet
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+#: public name -> the module (relative to this package) that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("SPACES", "SUBKERNELS", "kernel_shape", "kernel_volume", "resolve_space"),
+                    "kernels"),
+    "CAKESConv3d": "ops",
+    **dict.fromkeys(("register_conv_type", "unregister_conv_type"), "convtypes"),
+    **dict.fromkeys(("Layout", "shrink"), "layout"),
+    **dict.fromkeys(("Profile", "profile"), "cost"),
+    **dict.fromkeys(("compare_latency", "latency"), "speed"),
+    **dict.fromkeys(("BUILDERS", "cakes", "conv2d", "conv3d", "csn", "get_builder", "p3d",
+                     "r2plus1d"), "baselines"),
+    **dict.fromkeys(("SearchConv3d", "SearchResult", "derive_layout", "run_search",
+                     "sparsity_step", "supernet"), "search"),
+    **dict.fromkeys(("MODELS", "build_model", "resnet3d_tiny", "unet3d_tiny"), "models"),
+    **dict.fromkeys(("evaluate", "fit", "load_checkpoint", "save_checkpoint"), "train"),
+    **dict.fromkeys(("for_inference", "fold_batchnorm"), "inference"),
+    "set_autotune": "autotune",
+}
 
 __all__ = [
     # sub-kernels
@@ -48,4 +65,25 @@ __all__ = [
     # models and training
     "MODELS", "build_model", "evaluate", "fit", "load_checkpoint", "resnet3d_tiny",
     "save_checkpoint", "unet3d_tiny",
+    # inference speed
+    "fold_batchnorm", "for_inference", "set_autotune",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or a submodule such as ``cakes_lite.baselines``) on first use."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -43,7 +43,7 @@ def test_json_report_matches_library_profile(capsys):
     assert (report["macs"], report["params"]) == (prof.macs, prof.params)
     assert [r["name"] for r in report["layers"]] == ["0", "1", "3", "7"]  # MACs or params only
     assert report["layers"][0] == {"name": "0", "type": "Conv3d", "output_shape": [1, 6, 4, 8, 8],
-                                   "macs": 6 * 4 * 8 * 8 * 27, "params": 6 * 27}
+                                   "macs": 6 * 4 * 8 * 8 * 27, "params": 6 * 27, "plan": None}
     assert "unshrunk" not in report
 
 
@@ -113,3 +113,29 @@ def test_key_value_arguments_are_parsed_by_one_function():
         parse_model_args(["9x=1"])
     with pytest.raises(ValueError, match=r"--arg: expected KEY=VALUE.*'novalue'"):
         parse_kwargs(["novalue"])
+
+
+def test_help_answers_without_importing_torch():
+    # `python -m cakes_lite CMD --help` must stay fast: the package and the CLI import lazily
+    code = ("import contextlib, io, sys\n"
+            "from cakes_lite.cli import main\n"
+            "for cmd in ('profile', 'search', 'train', 'eval', 'zoo'):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        try:\n"
+            "            main([cmd, '--help'])\n"
+            "        except SystemExit:\n"
+            "            pass\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'gradio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_profile_table_shows_each_cakes_layers_forward_plan(capsys):
+    from cakes_lite.fastconv import PLANS
+
+    assert main(["profile", "--uniform", "video-123d", "--input", "1,3,8,16,16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "plan"
+    cakes = [ln.split() for ln in lines if "CAKESConv3d" in ln]
+    assert cakes and all(row[-1] in PLANS for row in cakes)
+    assert all(ln.split()[-1] == "-" for ln in lines if " Conv3d " in ln)

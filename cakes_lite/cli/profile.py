@@ -96,7 +96,7 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         "model": args.model, "input_shape": list(shape), "macs": prof.macs, "params": prof.params,
         "layers": [{"name": r.name, "type": r.type, "output_shape": list(r.output_shape),
-                    "macs": r.macs, "params": r.params} for r in rows],
+                    "macs": r.macs, "params": r.params, "plan": r.plan} for r in rows],
     }
     if layout is not None:
         report["layout"] = {"layers": len(layout), "meta": layout.meta}
@@ -107,12 +107,16 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
 def format_table(report: dict[str, Any]) -> str:
     """The report as an aligned text table with totals."""
     total = report["macs"] or 1
-    head = ("layer", "type", "output", "MACs", "% MACs", "params")
+    # "plan": the forward plan each CAKES layer ran (measured once per shape: cakes_lite.autotune)
+    plans = any(r.get("plan") for r in report["layers"])
+    head = ("layer", "type", "output", "MACs", "% MACs", "params") + (("plan",) if plans else ())
     lines = [(r["name"], r["type"], "×".join(map(str, r["output_shape"])), f"{r['macs']:,}",
-              f"{100 * r['macs'] / total:.1f}", f"{r['params']:,}") for r in report["layers"]]
+              f"{100 * r['macs'] / total:.1f}", f"{r['params']:,}")
+             + ((r.get("plan") or "-",) if plans else ()) for r in report["layers"]]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
-    out = ["  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w)
-                     for i, (c, w) in enumerate(zip(row, widths))) for row in [head, *lines]]
+    out = ["  ".join(str(c).ljust(w) if i < 3 or i == 6 else str(c).rjust(w)
+                     for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+           for row in [head, *lines]]
     out.insert(1, "-" * len(out[0]))
     out.append(f"total: {report['macs']:,} MACs ({report['macs'] / 1e6:.2f} M; FLOPs = 2 × MACs), "
                f"{report['params']:,} params, input {tuple(report['input_shape'])}")
