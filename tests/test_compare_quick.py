@@ -88,3 +88,20 @@ def test_summary_claims_plot_and_table(quick_result):
         for b in ("cakes-uniform", "cakes-random", "3d"):
             p = doc["paired"][f"{task}/cakes-P-{b}"]
             assert p["n"] == 1 and p["seeds"] == [0] and len(p["diffs"]) == 1
+
+
+def test_paired_differences_and_t_interval():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_report import paired, t975
+
+    runs = [{"task": "video", "variant": v, "seed": s, "metric": m}
+            for v, ms in (("cakes-P", (0.70, 0.72, 0.74, 0.71)), ("3d", (0.69, 0.70, 0.71)))
+            for s, m in enumerate(ms)]
+    p = paired(runs, "cakes-P", ("3d", "cakes-uniform"))
+    assert set(p) == {"video/cakes-P-3d"}  # no uniform runs: no entry; seed 3 has no pair
+    d = p["video/cakes-P-3d"]
+    assert d["seeds"] == [0, 1, 2] and d["diffs"] == pytest.approx([1.0, 2.0, 3.0])
+    assert d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0)
+    half = 4.303 * 1.0 / math.sqrt(3)  # t_{0.975, 2} · s / √n
+    assert d["ci95"] == pytest.approx([2.0 - half, 2.0 + half], abs=0.01)
+    assert t975(4) == 2.776 and t975(40) == 2.042

@@ -152,3 +152,16 @@ def test_default_device_is_the_models():
     res = cl.run_search(net().double(), [(x.double(), y) for x, y in data()], epochs=1,
                         progress=False)
     assert next(res.supernet.parameters()).device.type == "cpu"
+
+
+def test_importance_proportional_sampling_is_seeded_and_follows_gamma():
+    kwargs = dict(space="video-123d", epochs=3, sampling_power=4.0, seed=1, progress=False)
+    model = net()
+    a, b = cl.run_search(model, data(), **kwargs), cl.run_search(model, data(), **kwargs)
+    assert a.layout == b.layout and a.history["loss"] == b.history["loss"]
+    assert all(layer.sampling_power == 0.0 for _, layer in cl.search.search_layers(a.supernet))
+    layer = cl.SearchConv3d(2, 6, "video-123d")
+    with torch.no_grad():
+        layer.bn.weight.copy_(torch.tensor([1.0] * 6 + [1e-3] * 12))  # kxkxk dominates
+    layer.sampling_power = 4.0
+    assert layer.counts(layer.sample()) == {"kxkxk": 6, "1xkxk": 0, "kx1x1": 0}

@@ -4,15 +4,17 @@ A search is only worth trusting if it finds what a task needs. These tasks are b
 the label lives along **one** axis of the clip and a network can only see it with sub-kernels
 that extend along that axis:
 
-* ``"temporal"`` — every pixel of a random static texture brightens (label 1) or dims (label 0)
-  over the clip, with fresh noise in every frame. Dimming is brightening played backwards, so
-  both classes have the same distribution of frame *sets*: a network that looks at frames one at
-  a time (1×k×k kernels, pointwise layers, a global average pool) is exactly at chance. The
-  label needs kernels that extend in time (k×k×k, k×1×1).
-* ``"spatial"`` — a *static* clip (one frame, noise included, repeated) with two short bars,
-  horizontal (label 0) or vertical (label 1), at random places. Both classes have the same
-  histogram of pixel values, and on a static clip a temporal kernel (k×1×1) is only a
-  pointwise filter: the label needs kernels that extend in height and width (k×k×k, 1×k×k).
+* ``"temporal"`` — every pixel of a random static texture follows one brightness profile over
+  the clip (label 0 rise, 1 fall, 2 rise-then-fall, 3 fall-then-rise), with fresh noise in
+  every frame. The four profiles visit the same brightness levels in different orders, so all
+  classes have the same distribution of frame *sets*: a network that looks at frames one at a
+  time (1×k×k kernels, pointwise layers, a global average pool) is at chance. The label needs
+  kernels that extend in time (k×k×k, k×1×1).
+* ``"spatial"`` — a *static* clip (one frame, noise included, repeated) with two 5-pixel bars
+  of one orientation (label 0 horizontal, 1 vertical, 2 diagonal, 3 anti-diagonal) at random
+  places. The classes have the same distribution of pixel values, and on a static clip a
+  temporal kernel (k×1×1) is only a pointwise filter: the label needs kernels that extend in
+  height and width (k×k×k, 1×k×k).
 
 :func:`planted_model` is a small 3D CNN whose **only** searchable layer is its first conv
 (everything after it is pointwise, then a global average pool), so the planted layout is
@@ -20,11 +22,12 @@ exact: every channel of that layer should use a sub-kernel that sees the planted
 (:func:`right_subkernels`). :func:`planted_recovery` scores a derived layout by the share of
 the planted layers' channels that do. In the ``video-12d`` space (1×k×k, k×1×1) exactly one
 sub-kernel is right, an even split scores 0.5 and any fixed choice scores 0 on one of the two
-tasks; in ``video-123d`` the full k×k×k is right for both.
+tasks; in ``video-123d`` the full k×k×k is right for both, so there a search must also give
+the axis's own cheap sub-kernel (k×1×1 or 1×k×k) more channels than the other one.
 
 >>> x, y = planted_clips("temporal", n=64, seed=0)   # (64, 1, 8, 16, 16), (64,)
->>> res = run_search(planted_model(), [(x, y)], space="video-12d", epochs=20)
->>> planted_recovery(res.layout, "temporal")          # share of k×1×1 channels
+>>> res = run_search(planted_model(), [(x, y)], space="video-123d", epochs=10)
+>>> planted_recovery(res.layout, "temporal")          # share of k×k×k + k×1×1 channels
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ def planted_clips(kind: str, n: int = 256, frames: int = 8, size: int = 16,
 
     Args:
         kind: ``"temporal"`` (brighten vs dim) or ``"spatial"`` (horizontal vs vertical bars).
-        n: number of clips (≥ 2); labels alternate 0, 1, 0, … (balanced).
+        n: number of clips (≥ 4); labels cycle 0, 1, 2, 3 (balanced). Temporal: rise, fall,
+            rise-then-fall, fall-then-rise; spatial: horizontal, vertical, diagonal,
+            anti-diagonal bars.
         frames: clip length T (≥ 3, so a 3-tap temporal kernel fits).
         size: frame height and width S (≥ 7, so a 5-pixel bar fits with a margin).
         noise: standard deviation of the Gaussian noise (≥ 0; per frame for ``"temporal"``,
@@ -65,13 +70,13 @@ def planted_clips(kind: str, n: int = 256, frames: int = 8, size: int = 16,
         seed: the clips are a pure function of the arguments.
 
     Returns:
-        ``x`` (n, 1, T, S, S) float32 and ``y`` (n,) int64.
+        ``x`` (n, 1, T, S, S) float32 and ``y`` (n,) int64 in {0, 1, 2, 3}.
 
     Raises:
         ValueError: naming the argument that cannot work.
     """
     _check_kind(kind)
-    _check_int("n", n, 2)
+    _check_int("n", n, 4)
     _check_int("frames", frames, 3)
     _check_int("size", size, 7)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (
@@ -105,12 +110,14 @@ def planted_clips(kind: str, n: int = 256, frames: int = 8, size: int = 16,
     return frame.view(n, 1, 1, size, size).expand(n, 1, frames, size, size).contiguous(), y
 
 
-def planted_model(width: int = 8, in_channels: int = 1, num_classes: int = 4) -> nn.Sequential:
+def planted_model(width: int = 4, in_channels: int = 1, num_classes: int = 4) -> nn.Sequential:
     """A small 3D CNN for planted clips whose only searchable layer is ``"0"`` (3×3×3).
 
     conv 3×3×3 → BN → ReLU → conv 1×1×1 → BN → ReLU → global average pool → linear: after the
     first conv nothing mixes neighbouring voxels, so what that layer's channels can see is all
-    the network can see.
+    the network can see. The default width is small so that the task needs every channel: a
+    channel the network does not need has no right sub-kernel (cost priority's L1 switches all
+    its candidates off, and the derivation then picks one by noise).
 
     Shapes:
         (N, in_channels, T, H, W) -> (N, num_classes).

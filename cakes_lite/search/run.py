@@ -2,10 +2,17 @@
 
 One call does the whole "Automatic" part of CAKES on any model and any iterable of
 ``(inputs, targets)`` batches: :func:`supernet` → SGD training (cost priority adds the
-cost-weighted L1 step on γ after every backward) → :func:`derive_layout`. The history keeps,
-per epoch, the mean loss, every candidate channel's |γ| (plain lists) and the layout derived at
-that point, so a notebook can animate how the allocation evolves. Walkthrough:
-``notebooks/02_search.ipynb``.
+cost-weighted L1 step on γ after every backward) → :func:`derive_layout`.
+
+Importance is only worth reading once the supernet has learnt something: the first
+``warmup_epochs`` (default a quarter of the run) train the weights alone (γ frozen, no L1), then
+γ and the weights train together. γ has its own optimizer group (``gamma_lr``, a multiple of
+``lr``). The history keeps, per epoch, the mean loss, the supernet's training accuracy (argmax
+hits, for classification and segmentation logits), how far |γ| moved from its start per layer,
+every candidate channel's |γ| (plain lists) and the layout derived at that point, so a notebook
+can judge and animate the search. A search that cannot move importance (no searched layer
+reaches the loss, γ not trainable) raises; layers without gradient and a search in which no
+|γ| moved warn. Walkthrough: ``notebooks/02_search.ipynb``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ from .supernet import search_layers, supernet
 #: ranks by what training alone makes of γ (the paper). Sized for short searches on small data
 #: (tens to hundreds of SGD steps at lr 0.1–0.4); long searches on big data want ~1e-4.
 DEFAULT_SPARSITY = {"performance": 0.0, "cost": 1e-2}
-#: γ's learning rate as a multiple of the weights' (see ``run_search(gamma_lr=)``)
+#: γ's learning rate as a multiple of the weights' (the paper: the same). γ ≈ 1 gets about the
+#: gradient of a conv weight ≈ 0.02, so it moves ~50× less relative to its size; on the planted
+#: tasks ×3 … ×30 moved it more but recovered the planted layout no better (README).
 DEFAULT_GAMMA_LR = 1.0
 
 
@@ -42,8 +51,11 @@ class SearchResult:
 
     Attributes:
         layout: the derived :class:`~cakes_lite.Layout`, keyed by the given model's Conv3d names.
-        history: ``{"loss": [per-epoch mean], "importance": [per-epoch {layer: {sub-kernel:
-            [|γ| per channel]}}], "layout": [per-epoch {layer: split}], "seconds": [...]}``.
+        history: ``{"loss": [per-epoch mean], "accuracy": [per-epoch supernet training
+            accuracy, None if the targets are not class indices], "gamma_shift": [per-epoch
+            {layer: mean over candidates of | |γ| − |γ| at the start |}], "importance":
+            [per-epoch {layer: {sub-kernel: [|γ| per channel]}}], "layout": [per-epoch
+            {layer: split}], "seconds": [...]}``.
         supernet: the trained supernet (eval mode), e.g. to derive other budgets.
     """
 
@@ -122,7 +134,10 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
             ``DEFAULT_GAMMA_LR`` (γ ≈ 1 while conv weights are ≈ 0.02, see the README).
         warmup_epochs: epochs at the start in which only the weights train (γ frozen, no L1),
             so that importance is learnt on features that mean something; None:
-            ``epochs // 4``.
+            ``epochs // 4``; 0: the paper (γ trains from the first step).
+        sampling_power: performance priority: 0 (the paper, default) samples each channel's
+            candidate uniformly; a > 0 samples ∝ |γ|^a after the warm-up, a ramping up to its
+            value over the run (an option; it did not help on the planted tasks).
         sparsity: L1 strength s on γ (see :func:`sparsity_step`); None: DEFAULT_SPARSITY[mode].
         budget, round_to, metric: passed to :func:`derive_layout`.
         loss_fn: ``loss_fn(outputs, targets)``; default cross-entropy (works for
@@ -251,6 +266,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                               "supernet": net})
         finally:
             bar.close()
+            for _, layer in search_layers(net):
+                layer.sampling_power = 0.0  # the returned supernet samples uniformly again
     if max(history["gamma_shift"][-1].values()) == 0.0:
         warnings.warn("run_search: no importance |γ| moved from its start; the layout is the "
                       "tie-break (even split), not a search result", stacklevel=2)
