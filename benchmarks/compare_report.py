@@ -160,6 +160,19 @@ def table(summary: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_table(pairs: dict[str, dict]) -> str:
+    """Markdown table of :func:`paired` (points; 95 % t-interval over the paired seeds)."""
+    lines = ["| task | CAKES^P − … | mean (points) | 95 % interval | seeds | per seed |",
+             "|---|---|---|---|---|---|"]
+    for key, p in pairs.items():
+        task, _, rest = key.partition("/")
+        other = LABELS.get(rest.removeprefix("cakes-P-"), rest)
+        lines.append(f"| {task} | {other} | {p['mean']:+.1f} ± {p['std']:.1f} | "
+                     f"{p['ci95'][0]:+.1f} … {p['ci95'][1]:+.1f} | {p['n']} | "
+                     f"{', '.join(f'{d:+.1f}' for d in p['diffs'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def load_avg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -181,6 +194,7 @@ def report(doc: dict, out: Path) -> None:
     if doc["summary"]:
         atomic_write_text(html, figure_html(doc["summary"]))
     print(table(doc["summary"]))
+    print(paired_table(doc["paired"]))
     for key, c in doc["claims"].items():
         print(f"{key}: {-c['points_below_3d']:+.2f} points vs full 3D at "
               f"{100 * c['macs_vs_3d']:.0f} % of its MACs (target: ≥ -1 at ≤ 60 %: "

@@ -83,6 +83,7 @@ def test_summary_claims_plot_and_table(quick_result):
     html = out.with_suffix(".html").read_text()
     assert "plotly" in html.lower() and "CAKES^C (searched)" in html
     assert "| full 3D |" in stdout and "| CAKES^P budgeted |" in stdout
+    assert "| video | CAKES random (MACs of ^P) |" in stdout
     # paired CAKES^P differences (one seed: no interval yet)
     for task in ("video", "volume"):
         for b in ("cakes-uniform", "cakes-random", "3d"):
