@@ -13,19 +13,21 @@ On something-something-lite (``resnet3d_tiny``, top-1) and MNI152 tissue segment
                                         budget reference (p3d) spends in the searched layers)
 
 for several seeds (each seed: its own init, data order and search; the data subsets are
-fixed), then reports mean ± std, MACs and params (cakes_lite.profile, per sample) and a Pareto
-plot. Video is scored on 260 held-out clips, volumes on the whole held-out (anterior) slab of
-the template. Results are rewritten after every run (``--resume`` continues an interrupted
+fixed), then reports mean ± std, the paired CAKES^P differences (vs the even split, random
+layouts and full 3D, 95 % t-intervals over seeds), MACs and params (cakes_lite.profile, per
+sample) and a Pareto plot. Video is scored on 260 held-out clips, volumes on the whole
+held-out (anterior) slab of the template. Results are rewritten after every run (``--resume`` continues an interrupted
 one): ``benchmarks/results/compare.json`` (committed), ``compare.html`` (plot, not committed).
 
     python benchmarks/compare.py            # full run: 5 seeds, both tasks
     python benchmarks/compare.py --quick    # CI smoke run: one step per variant, 1 seed
-    # the full run as parallel single-thread processes (what made compare.json), then merged:
+    # the full run as parallel single-thread processes (what made compare.json: video seeds
+    # 0, 1, 2, 3, 4 and volume seeds 0-2, 3-4 in their own processes), then merged:
     python benchmarks/compare.py --tasks video --seeds 0 --threads 1 --out /tmp/v0.json  # …
     python benchmarks/compare.py --merge /tmp/v*.json … --out benchmarks/results/compare.json
 
-Cost: the full run is about 23 CPU-minutes (1 thread per process; measured with ``ps``),
-i.e. ≈ 12-15 min wall on 2 quiet cores; on a shared machine it is as slow as the load makes it.
+Cost: the full run (5 seeds) is about 18 CPU-minutes of process time (1 thread per process),
+33 min wall as 7 parallel processes on a busy 2-core machine; as slow as the load makes it.
 Each record keeps ``train_cpu_seconds`` (and ``search_cpu_seconds``) for that reason.
 
 Why the budget reference is P3D and not R(2+1)D: R(2+1)D chooses its middle width so that it
