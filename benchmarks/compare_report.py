@@ -14,16 +14,23 @@ from pathlib import Path
 
 from cakes_lite._helpers import atomic_write_text
 
-VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-P", "cakes-C",
-            "cakes-budget")
+VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-random", "cakes-P",
+            "cakes-C", "cakes-budget")
 LABELS = {"3d": "full 3D", "2d": "2D", "p3d": "P3D", "r2plus1d": "R(2+1)D", "csn": "ip-CSN",
-          "cakes-uniform": "CAKES uniform", "cakes-P": "CAKES^P (searched)",
+          "cakes-uniform": "CAKES uniform", "cakes-random": "CAKES random (MACs of ^P)",
+          "cakes-P": "CAKES^P (searched)",
           "cakes-C": "CAKES^C (searched)", "cakes-budget": "CAKES^P budgeted"}
 
 
 #: one colour per variant (Okabe-Ito + greys), in LABELS order
-COLOURS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#999999", "#F0E442", "#0072B2",
-           "#D55E00", "#CC79A7")
+COLOURS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#999999", "#F0E442", "#666666",
+           "#0072B2", "#D55E00", "#CC79A7")
+#: two-sided 95 % quantiles of Student's t by degrees of freedom (scipy.stats.t.ppf(0.975, df))
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
+        17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042}
+#: the paired comparisons reported for CAKES^P (issue 9)
+PAIRED = ("cakes-uniform", "cakes-random", "3d")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -55,6 +62,31 @@ def summarise(runs: list[dict]) -> dict[str, list[dict]]:
             rows.append(row)
         if rows:
             out[task] = rows
+    return out
+
+
+def t975(df: int) -> float:
+    """95 % two-sided Student-t quantile (the next tabulated df down, conservative)."""
+    return T975[max(k for k in T975 if k <= df)] if df >= 1 else math.nan
+
+
+def paired(runs: list[dict], a: str = "cakes-P", others=PAIRED) -> dict[str, dict]:
+    """Per task: metric(a) − metric(b) paired by seed, in points (× 100), with its mean, std
+    and 95 % t-interval over the seeds both have (mean ± t_{0.975, n−1} · std / √n)."""
+    out: dict[str, dict] = {}
+    for task in ("video", "volume"):
+        by = {(r["variant"], r["seed"]): r["metric"] for r in runs if r["task"] == task}
+        for b in others:
+            seeds = sorted(s for v, s in by if v == a and (b, s) in by)
+            if not seeds:
+                continue
+            d = [100 * (by[a, s] - by[b, s]) for s in seeds]
+            mean, std = _mean_std(d)
+            half = t975(len(d) - 1) * std / math.sqrt(len(d)) if len(d) > 1 else math.nan
+            out[f"{task}/{a}-{b}"] = {
+                "n": len(d), "seeds": seeds, "diffs": [round(x, 2) for x in d],
+                "mean": round(mean, 2), "std": round(std, 2),
+                "ci95": [round(mean - half, 2), round(mean + half, 2)]}
     return out
 
 
@@ -128,6 +160,19 @@ def table(summary: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_table(pairs: dict[str, dict]) -> str:
+    """Markdown table of :func:`paired` (points; 95 % t-interval over the paired seeds)."""
+    lines = ["| task | CAKES^P − … | mean (points) | 95 % interval | seeds | per seed |",
+             "|---|---|---|---|---|---|"]
+    for key, p in pairs.items():
+        task, _, rest = key.partition("/")
+        other = LABELS.get(rest.removeprefix("cakes-P-"), rest)
+        lines.append(f"| {task} | {other} | {p['mean']:+.1f} ± {p['std']:.1f} | "
+                     f"{p['ci95'][0]:+.1f} … {p['ci95'][1]:+.1f} | {p['n']} | "
+                     f"{', '.join(f'{d:+.1f}' for d in p['diffs'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def load_avg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -138,6 +183,7 @@ def load_avg() -> list[float] | None:
 def write(path: Path, doc: dict) -> None:
     doc["summary"] = summarise(doc["runs"])
     doc["claims"] = claims(doc["summary"])
+    doc["paired"] = paired(doc["runs"])
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
@@ -148,11 +194,15 @@ def report(doc: dict, out: Path) -> None:
     if doc["summary"]:
         atomic_write_text(html, figure_html(doc["summary"]))
     print(table(doc["summary"]))
+    print(paired_table(doc["paired"]))
     for key, c in doc["claims"].items():
         print(f"{key}: {-c['points_below_3d']:+.2f} points vs full 3D at "
               f"{100 * c['macs_vs_3d']:.0f} % of its MACs (target: ≥ -1 at ≤ 60 %: "
               f"{c['within_1_point_at_60pct_macs']}); margin over {c['margin_points']}; "
               f"ahead at matched MACs: {c['ahead_at_matched_macs']}")
+    for key, p in doc["paired"].items():
+        print(f"{key}: {p['mean']:+.2f} points (95 % CI {p['ci95'][0]:+.2f} … "
+              f"{p['ci95'][1]:+.2f}, {p['n']} paired seeds)")
     print(f"wall {doc['wall_seconds']:.0f} s, load {doc['load_start']} -> {doc['load_end']}; "
           f"results: {out}, plot: {html}")
 

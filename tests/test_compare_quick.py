@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "compare.py"
-VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-P", "cakes-C",
-            "cakes-budget")
+VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-random", "cakes-P",
+            "cakes-C", "cakes-budget")
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,14 @@ def test_cakes_costs_and_layouts(quick_result, task):
     doc, _, _ = quick_result
     runs = {r["variant"]: r for r in doc["runs"] if r["task"] == task}
     full = runs["3d"]["searched_macs"]
-    for v in ("cakes-uniform", "cakes-P", "cakes-C", "cakes-budget"):
+    for v in ("cakes-uniform", "cakes-random", "cakes-P", "cakes-C", "cakes-budget"):
         assert runs[v]["searched_macs"] < full, v  # any shrunk layout is cheaper than 3D
         shares = runs[v]["layout_shares"]
         assert math.isclose(sum(shares.values()), 1.0, rel_tol=1e-9), v
+    # the random layout spends the MACs of the same seed's CAKES^P layout (derive_layout's 2 %)
+    rnd = runs["cakes-random"]
+    assert rnd["budget_macs"] == runs["cakes-P"]["searched_macs"]
+    assert rnd["searched_macs"] == pytest.approx(rnd["budget_macs"], rel=0.06)
     budget = runs["cakes-budget"]
     # the budgeted layout spends the reference baseline's searched-layer MACs: derive_layout
     # meets what it was asked within 2 %, and is asked the target ± at most 4 %
@@ -79,3 +83,26 @@ def test_summary_claims_plot_and_table(quick_result):
     html = out.with_suffix(".html").read_text()
     assert "plotly" in html.lower() and "CAKES^C (searched)" in html
     assert "| full 3D |" in stdout and "| CAKES^P budgeted |" in stdout
+    assert "| video | CAKES random (MACs of ^P) |" in stdout
+    # paired CAKES^P differences (one seed: no interval yet)
+    for task in ("video", "volume"):
+        for b in ("cakes-uniform", "cakes-random", "3d"):
+            p = doc["paired"][f"{task}/cakes-P-{b}"]
+            assert p["n"] == 1 and p["seeds"] == [0] and len(p["diffs"]) == 1
+
+
+def test_paired_differences_and_t_interval():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_report import paired, t975
+
+    runs = [{"task": "video", "variant": v, "seed": s, "metric": m}
+            for v, ms in (("cakes-P", (0.70, 0.72, 0.74, 0.71)), ("3d", (0.69, 0.70, 0.71)))
+            for s, m in enumerate(ms)]
+    p = paired(runs, "cakes-P", ("3d", "cakes-uniform"))
+    assert set(p) == {"video/cakes-P-3d"}  # no uniform runs: no entry; seed 3 has no pair
+    d = p["video/cakes-P-3d"]
+    assert d["seeds"] == [0, 1, 2] and d["diffs"] == pytest.approx([1.0, 2.0, 3.0])
+    assert d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0)
+    half = 4.303 * 1.0 / math.sqrt(3)  # t_{0.975, 2} · s / √n
+    assert d["ci95"] == pytest.approx([2.0 - half, 2.0 + half], abs=0.01)
+    assert t975(4) == 2.776 and t975(40) == 2.042

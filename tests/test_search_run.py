@@ -63,7 +63,9 @@ def test_training_moves_gamma_and_budget_passes_through():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"mode": "fast"}, "mode"), ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
-    ({"sparsity": -1.0}, "sparsity"),
+    ({"sparsity": -1.0}, "sparsity"), ({"gamma_lr": 0.0}, "gamma_lr"),
+    ({"warmup_epochs": 1}, "warmup_epochs"), ({"warmup_epochs": -1}, "warmup_epochs"),
+    ({"sampling_power": -1.0}, "sampling_power"),
 ])
 def test_bad_arguments(kwargs, match):
     args = dict(space="video-123d", mode="performance", epochs=1, progress=False)
@@ -71,3 +73,95 @@ def test_bad_arguments(kwargs, match):
         cl.run_search(net(), data(), **{**args, **kwargs})
     with pytest.raises(ValueError, match="no batches"):
         cl.run_search(net(), [], **args)
+
+
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+def test_history_shows_accuracy_and_gamma_shift_and_warmup_freezes_gamma(mode):
+    res = cl.run_search(net(), data(), space="video-123d", mode=mode, epochs=3, warmup_epochs=1,
+                        lr=0.1, seed=0, progress=False)
+    h = res.history
+    assert len(h["accuracy"]) == len(h["gamma_shift"]) == 3
+    assert all(0.0 <= a <= 1.0 for a in h["accuracy"])
+    assert all(set(shift) == {"0", "3"} for shift in h["gamma_shift"])
+    # warm-up epoch: only the weights train, γ (and the L1 on γ) wait
+    assert h["gamma_shift"][0] == {"0": 0.0, "3": 0.0}
+    assert all(v > 0 for v in h["gamma_shift"][-1].values())
+    assert res.layout.meta["warmup_epochs"] == 1 and res.layout.meta["gamma_lr"] > 0
+
+
+def test_accuracy_counts_argmax_hits():
+    # a constant model-independent check: segmentation-shaped logits vs targets
+    from cakes_lite.search.run import _correct
+
+    logits = torch.tensor([[[2.0, 0.0]], [[0.0, 1.0]]]).permute(0, 2, 1)  # (N=2, K=2, 1)
+    assert _correct(logits, torch.tensor([[0], [0]])) == (1, 2)
+    assert _correct(torch.randn(3, 4), torch.randn(3, 4)) == (0, 0)  # soft targets: n/a
+
+
+class Detached(nn.Module):
+    """Two searchable convs; the second never reaches the loss (a dead branch)."""
+
+    def __init__(self, dead_first: bool = False):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1, bias=False), nn.BatchNorm3d(4))
+        self.b = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1, bias=False), nn.BatchNorm3d(4))
+        self.head = nn.Linear(4, 3)
+        self.dead_first = dead_first
+
+    def forward(self, x):
+        y = self.b(x) if self.dead_first else self.a(x)
+        return self.head(y.mean(dim=(2, 3, 4)))
+
+
+def test_layers_without_gradient_warn_and_a_disconnected_search_raises():
+    with pytest.warns(UserWarning, match=r"\['b\.0'\].*no gradient"):
+        cl.run_search(Detached(), data(), epochs=1, progress=False)
+
+    class NoSearchedLayer(Detached):
+        def forward(self, x):
+            return self.head(x.mean(dim=(2, 3, 4)).repeat(1, 2))
+
+    with pytest.raises(ValueError, match="no searched layer received a gradient"):
+        cl.run_search(NoSearchedLayer(), data(), epochs=1, progress=False)
+
+
+def test_frozen_importance_raises(monkeypatch):
+    import cakes_lite.search.run as run
+
+    real = run.supernet
+
+    def frozen(*args, **kwargs):  # a supernet whose γ cannot train
+        sn = real(*args, **kwargs)
+        for _, layer in run.search_layers(sn):
+            layer.bn.weight.requires_grad_(False)
+        return sn
+
+    monkeypatch.setattr(run, "supernet", frozen)
+    with pytest.raises(ValueError, match="not trainable"):
+        cl.run_search(net(), data(), epochs=1, progress=False)
+
+
+def test_frozen_model_warns_but_searches():
+    model = net().requires_grad_(False)
+    with pytest.warns(UserWarning, match="frozen"):
+        res = cl.run_search(model, data(), epochs=2, warmup_epochs=0, progress=False)
+    assert max(res.history["gamma_shift"][-1].values()) > 0
+
+
+def test_default_device_is_the_models():
+    res = cl.run_search(net().double(), [(x.double(), y) for x, y in data()], epochs=1,
+                        progress=False)
+    assert next(res.supernet.parameters()).device.type == "cpu"
+
+
+def test_importance_proportional_sampling_is_seeded_and_follows_gamma():
+    kwargs = dict(space="video-123d", epochs=3, sampling_power=4.0, seed=1, progress=False)
+    model = net()
+    a, b = cl.run_search(model, data(), **kwargs), cl.run_search(model, data(), **kwargs)
+    assert a.layout == b.layout and a.history["loss"] == b.history["loss"]
+    assert all(layer.sampling_power == 0.0 for _, layer in cl.search.search_layers(a.supernet))
+    layer = cl.SearchConv3d(2, 6, "video-123d")
+    with torch.no_grad():
+        layer.bn.weight.copy_(torch.tensor([1.0] * 6 + [1e-3] * 12))  # kxkxk dominates
+    layer.sampling_power = 4.0
+    assert layer.counts(layer.sample()) == {"kxkxk": 6, "1xkxk": 0, "kx1x1": 0}

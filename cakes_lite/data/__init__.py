@@ -23,3 +23,4 @@ __all__ = [
     "MedMNIST3D", "SomethingFrames", "SomethingLite", "VideoFolder", "augment_pair", "corrupt",
     "load_mni152", "make_clips", "read_image", "read_video", "uniform_indices", "write_video",
 ]
+from .planted import planted_clips, planted_model, planted_recovery  # noqa: E402,F401 (issue 9)

@@ -69,7 +69,7 @@ def rank_candidates(scores: torch.Tensor) -> torch.Tensor:
     n, c_out = scores.shape
     # tie-break order: (c, i) -> j = i·C_out + c; a stable sort by -score keeps it among ties
     tie = torch.arange(n * c_out).view(n, c_out).t().reshape(-1)
-    flat = scores.detach().reshape(-1).to(torch.float64).cpu()
+    flat = scores.detach().reshape(-1).cpu().to(torch.float64)  # .cpu() first: MPS has no f64
     order = torch.sort(-flat[tie], stable=True).indices
     return tie[order]
 
@@ -130,6 +130,7 @@ class SearchConv3d(nn.Module):
         self.last_counts: dict[str, int] | None = None
         self.source_bn: str | None = None  # name of the model's BN this layer absorbed
         self.impl = "dense"  # see the class docstring
+        self.sampling_power = 0.0  # performance mode: 0 = uniform sampling (see sample())
         self.reset_parameters()
 
     @property
@@ -164,7 +165,7 @@ class SearchConv3d(nn.Module):
         sub-kernel (c + t) mod n for the smallest t, i.e. round robin), as flat indices
         in channel order."""
         n, c_out = len(self.candidates), self.out_channels
-        scores = self.importance().to(torch.float64).cpu()  # (n, C_out)
+        scores = self.importance().cpu().to(torch.float64)  # (n, C_out); .cpu() first (MPS: no f64)
         # rotate each column so that index t means sub-kernel (c + t) mod n; argmax takes the
         # first maximum, which is the round-robin tie-break
         shift = (torch.arange(n).view(n, 1) + torch.arange(c_out).view(1, c_out)) % n
@@ -172,9 +173,15 @@ class SearchConv3d(nn.Module):
         return self._per_channel((torch.arange(c_out) + t) % n)
 
     def sample(self) -> torch.Tensor:
-        """Training: one uniformly drawn candidate per channel, as flat indices in channel
-        order (exactly C_out of the n·C_out candidates)."""
-        return self._per_channel(torch.randint(len(self.candidates), (self.out_channels,)))
+        """Training: one candidate drawn per channel, as flat indices in channel order (exactly
+        C_out of the n·C_out candidates): uniformly while ``sampling_power`` is 0 (the paper),
+        else candidate i of channel c with probability ∝ |γ_{i,c}|^sampling_power."""
+        n, c_out = len(self.candidates), self.out_channels
+        if not self.sampling_power:
+            return self._per_channel(torch.randint(n, (c_out,)))
+        # p_{i,c} = |γ_{i,c}|^a / Σ_i' |γ_{i',c}|^a  (a tiny floor keeps every candidate alive)
+        weights = self.importance().cpu().to(torch.float64).clamp_min(1e-6) ** self.sampling_power
+        return self._per_channel(torch.multinomial(weights.t(), 1).view(c_out))
 
     def counts(self, idx: torch.Tensor) -> dict[str, int]:
         """Sub-kernel -> number of the flat candidate indices ``idx`` that belong to it."""
