@@ -41,7 +41,7 @@ reexec_with_malloc_tunables()  # before torch: page faults make CPU timings bimo
 
 import torch  # noqa: E402
 
-from cakes_lite import CAKESConv3d, profile  # noqa: E402
+from cakes_lite import CAKESConv3d, autotune, profile  # noqa: E402
 from cakes_lite.baselines import r2plus1d  # noqa: E402
 from cakes_lite._helpers import atomic_write_text  # noqa: E402
 from cakes_lite.speed import GLIBC_TUNABLES as _TUNABLES  # noqa: E402
@@ -144,6 +144,9 @@ def main(argv=None) -> int:
     if args.clock == "thread" and (torch.get_num_threads() != 1 or devices != ["cpu"]):
         raise SystemExit("--clock thread: needs --threads 1 and --device cpu")
     modes = ["forward"] + ([] if args.no_backward else ["forward+backward"])
+    # measure training plans too (the library measures inference calls only by default, so
+    # that seeded training stays bit-reproducible): this benchmark asks what is achievable
+    autotune.set_autotune(True, training=True)
     result = {
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(), "repeats": args.repeats,

@@ -6,9 +6,13 @@ first forward of a layer on a new (input shape and memory format, split, stride,
 device, threads, grad mode) key times every candidate plan, interleaved (forward, or forward + backward when
 gradients are being recorded), and caches the fastest; later calls look it up.
 
-Switch it off for determinism (the chosen plan, hence the float rounding, then no longer depends
-on timing): ``cakes_lite.autotune.set_autotune(False)`` or the environment variable
-``CAKES_LITE_AUTOTUNE=0``. Off, every layer runs the static ``"mixed"`` plan. Default: on.
+By default only inference calls (no gradient recorded) are measured: a call that records
+gradients (training, a search) runs the static ``"mixed"`` plan, so a seeded training run or
+search gives the same bits in every process and a resumed run continues bit-exactly (a plan
+chosen by timing can differ between processes, and with it the float rounding). Measure
+training plans too with ``set_autotune(True, training=True)`` (or ``CAKES_LITE_AUTOTUNE=all``):
+faster steps, run-to-run rounding then depends on timing. Switch measuring off entirely with
+``set_autotune(False)`` or ``CAKES_LITE_AUTOTUNE=0``: every layer then runs ``"mixed"``.
 The ``"dense"`` plan (the parent k×k×k conv's MACs, one call) is a candidate only with
 ``set_autotune(True, dense=True)`` or for layers with ``allow_dense = True`` (what
 :func:`cakes_lite.inference.for_inference` sets on its copy): it can win for tiny layers, where
@@ -27,7 +31,8 @@ import torch
 
 from . import fastconv
 
-_STATE = {"enabled": os.environ.get("CAKES_LITE_AUTOTUNE", "1") != "0", "dense": False}
+_ENV = os.environ.get("CAKES_LITE_AUTOTUNE", "1").strip().lower()
+_STATE = {"enabled": _ENV != "0", "training": _ENV == "all", "dense": False}
 _CACHE: dict[tuple, str] = {}
 _GENERATION = [0]  # bumped whenever the switch or the cache changes: layers re-check their plan
 
@@ -38,12 +43,19 @@ def generation() -> int:
 DEFAULT_PLAN = "mixed"
 
 
-def set_autotune(enabled: bool, dense: bool = False) -> None:
-    """Turn measured plan selection on or off (and allow the ``"dense"`` candidate); clears the
-    cache of chosen plans."""
-    if not isinstance(enabled, bool) or not isinstance(dense, bool):
-        raise ValueError(f"set_autotune: expected bools, got enabled={enabled!r}, dense={dense!r}")
-    _STATE.update(enabled=enabled, dense=dense)
+def set_autotune(enabled: bool, dense: bool = False, training: bool = False) -> None:
+    """Turn measured plan selection on or off; clears the cache of chosen plans.
+
+    Args:
+        enabled: measure plans (True) or always run ``"mixed"`` (False).
+        dense: let the ``"dense"`` plan compete (see the module docstring).
+        training: also measure calls that record gradients (training, searches); off by
+            default so that seeded training is bit-reproducible across processes.
+    """
+    if not all(isinstance(v, bool) for v in (enabled, dense, training)):
+        raise ValueError(f"set_autotune: expected bools, got enabled={enabled!r}, "
+                         f"dense={dense!r}, training={training!r}")
+    _STATE.update(enabled=enabled, dense=dense, training=training)
     clear_cache()
 
 
@@ -147,6 +159,8 @@ def choose(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.St
     if not _STATE["enabled"]:
         return DEFAULT_PLAN
     k = key(x, weights, bias, stride, dense)
+    if k[-2] and not _STATE["training"]:  # records gradients: deterministic static plan
+        return DEFAULT_PLAN
     plan = _CACHE.get(k)
     if plan is not None:
         return plan

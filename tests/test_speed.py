@@ -150,8 +150,13 @@ def test_autotune_measures_once_caches_and_can_be_switched_off(fresh_autotune, m
     assert list(autotune.cached_plans().values()) == [layer.last_plan]
     torch.testing.assert_close(y1, _reference(layer, x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(y1, y2, rtol=0, atol=0)
-    layer(x.requires_grad_(True))  # grad mode is part of the key: timed again (fwd + bwd)
+    x.requires_grad_(True)
+    layer(x)  # records gradients: by default the static plan, nothing timed (reproducible)
+    assert len(timed) == 1 and layer.last_plan == "mixed"
+    autotune.set_autotune(True, training=True)
+    layer(x)  # grad mode is part of the key: timed (fwd + bwd) when training plans are measured
     assert len(timed) == 2 and all(p.grad is None for p in layer.parameters())
+    assert layer.last_plan in timed[1]
     autotune.set_autotune(False)
     with torch.no_grad():
         layer(x)
