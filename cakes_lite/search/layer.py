@@ -1,4 +1,4 @@
-"""The supernet layer :class:`SearchConv3d` (paper §3.2, DESIGN.md §5).
+"""The supernet layer :class:`SearchConv3d` (paper §3.2; walkthrough: ``notebooks/02_search.ipynb``).
 
 A SearchConv3d replacing a k×k×k conv with C_out outputs holds, for each of the n candidate
 sub-kernels of the search space, a full set of C_out filters, and one BatchNorm3d over all

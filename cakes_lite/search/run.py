@@ -17,7 +17,6 @@ reaches the loss, γ not trainable) raises; layers without gradient and a search
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -27,9 +26,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..layout import Layout
+from ..progress import progress_bar
+from ..train.epoch import NonFiniteLossError, StepContext, train_step
+from ..train.schedule import warmup_cosine
 from .derive import derive_layout
 from .layer import check_mode
 from .sparsity import importance, param_groups, sparsity_step
@@ -109,6 +110,21 @@ def _check_gradients(net: nn.Module) -> None:
         warnings.warn(f"run_search: searched layers {dead} received no gradient in the first "
                       "step; their layout will be the even split (tie-break), not searched",
                       stacklevel=3)
+
+
+def _step_hook(s: float, mode: str, budget, round_to: int, metric: str,
+               ctx: StepContext) -> Callable[[nn.Module], None]:
+    """What runs between backward and the optimiser step: on the very first step, fail fast on
+    an impossible budget and check that γ receives gradients; then the L1 step on γ (cost
+    priority weights it by sub-kernel cost; ``s = 0`` during the warm-up)."""
+    def hook(net: nn.Module) -> None:
+        if ctx.step == 0:
+            if budget is not None:  # output sizes are known after the first forward
+                derive_layout(net, budget, round_to, metric)
+            _check_gradients(net)
+        if s:
+            sparsity_step(net, s, weighted=(mode == "cost"))
+    return hook
 
 
 def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
@@ -205,13 +221,24 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         except TypeError:
             steps_per_epoch = None
         total = epochs * steps_per_epoch if steps_per_epoch else None
-        bar = tqdm(total=total, desc=f"search ({mode})", disable=not progress, leave=False)
+        # the training loop's step and schedule: cosine over the whole run (constant without a
+        # known length), the cost-priority L1 step between backward and the optimiser step
+        ctx = StepContext(model=net, train_model=net, optimizer=opt, loss_fn=loss_fn,
+                          device=device, amp=False,
+                          lr_factor=(lambda i: warmup_cosine(i, total)) if total else
+                          (lambda i: 1.0))
+        bar = progress_bar(total=total, desc=f"search ({mode})", disable=not progress,
+                           leave=False)
         start_gamma = _gamma_start(net)
-        step = 0
         try:
             for epoch in range(1, epochs + 1):
                 net.train()
                 learn_gamma = epoch > warm
+                for g in opt.param_groups:  # γ: lr · gamma_lr, 0 during the warm-up
+                    g["base_lr"] = lr * ((g_lr if learn_gamma else 0.0) if g.get("gamma")
+                                         else 1.0)
+                ctx.step_hook = _step_hook(s if learn_gamma else 0.0, mode, budget, round_to,
+                                           metric, ctx)
                 # performance priority: sampling ∝ |γ|^a, a ramping 0 -> sampling_power after
                 # the warm-up (0: the paper's uniform sampling throughout)
                 power = sampling_power * max(0, epoch - 1 - warm) / max(1, epochs - 1 - warm)
@@ -220,30 +247,17 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                 start, loss_sum, n_batches, right, seen = time.perf_counter(), 0.0, 0, 0, 0
                 for batch in train_loader:
                     x, y = _to(batch, device)
-                    # cosine schedule over the whole run
-                    f = 0.5 * (1 + math.cos(math.pi * step / total)) if total else 1.0
-                    for g in opt.param_groups:
-                        g["lr"] = lr * f * ((g_lr if learn_gamma else 0.0) if g.get("gamma")
-                                            else 1.0)
-                    out = net(x)
-                    loss = loss_fn(out, y)
-                    if step == 0 and budget is not None:  # output sizes known: fail fast on
-                        derive_layout(net, budget, round_to, metric)  # an impossible budget
-                    if not torch.isfinite(loss):
-                        raise RuntimeError(f"run_search: loss became {loss.item()} at epoch "
-                                           f"{epoch}, step {step}; try a smaller lr")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if step == 0:
-                        _check_gradients(net)
-                    if s and learn_gamma:
-                        sparsity_step(net, s, weighted=(mode == "cost"))
-                    opt.step()
-                    c, m = _correct(out.detach(), y)
+                    try:
+                        _, out, loss_value = train_step(ctx, x, y)
+                    except NonFiniteLossError as e:
+                        raise RuntimeError(f"run_search: loss became non-finite at epoch "
+                                           f"{epoch}, step {ctx.step}; try a smaller lr ({e})"
+                                           ) from None
+                    c, m = _correct(out, y)
                     right, seen = right + c, seen + m
-                    loss_sum, n_batches, step = loss_sum + loss.item(), n_batches + 1, step + 1
+                    loss_sum, n_batches = loss_sum + loss_value, n_batches + 1
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}",
+                    bar.set_postfix(epoch=epoch, loss=f"{loss_value:.3f}",
                                     acc=f"{right / seen:.2f}" if seen else "-")
                 if n_batches == 0:
                     raise ValueError("train_loader: yielded no batches")
