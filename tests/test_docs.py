@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ["cakes_lite", "app", "benchmarks", "notebooks", "docs", "scripts", "README.md"]
