@@ -19,15 +19,17 @@ sample) and a Pareto plot. Video is scored on 260 held-out clips, volumes on the
 held-out (anterior) slab of the template. Results are rewritten after every run (``--resume`` continues an interrupted
 one): ``benchmarks/results/compare.json`` (committed), ``compare.html`` (plot, not committed).
 
-    python benchmarks/compare.py            # full run: 5 seeds, both tasks
+    python benchmarks/compare.py            # full run: 10 seeds, both tasks
     python benchmarks/compare.py --quick    # CI smoke run: one step per variant, 1 seed
     # the full run as parallel single-thread processes (what made compare.json: video seeds
-    # 0, 1, 2, 3, 4 and volume seeds 0-2, 3-4 in their own processes), then merged:
+    # 0, 1, 2, 3, 4, 5-6, 7-8, 9 and volume seeds 0-2, 3-4, 5-7, 8-9), then merged:
     python benchmarks/compare.py --tasks video --seeds 0 --threads 1 --out /tmp/v0.json  # …
     python benchmarks/compare.py --merge /tmp/v*.json … --out benchmarks/results/compare.json
+    # CAKES^C with a 10× weaker L1 (compare_cost_sparsity_1e-3.json, not the default):
+    python benchmarks/compare.py --variants cakes-C --seeds 0 1 2 3 4 --cost-sparsity 1e-3 …
 
-Cost: the full run (5 seeds) is about 18 CPU-minutes of process time (1 thread per process),
-33 min wall as 7 parallel processes on a busy 2-core machine; as slow as the load makes it.
+Cost: the full run (10 seeds) is about 36 CPU-minutes of process time (1 thread per process);
+run as 12 processes in two batches it took 33 + 16 min wall on a busy 2-core machine.
 Each record keeps ``train_cpu_seconds`` (and ``search_cpu_seconds``) for that reason.
 
 Why the budget reference is P3D and not R(2+1)D: R(2+1)D chooses its middle width so that it
@@ -181,8 +183,10 @@ def searched_macs(model: torch.nn.Module, cfg: TaskConfig, names: list[str]) -> 
 class Searches:
     """run_search results per (mode, seed), computed on first use."""
 
-    def __init__(self, cfg: TaskConfig, data: TaskData, budget_ref: str):
+    def __init__(self, cfg: TaskConfig, data: TaskData, budget_ref: str,
+                 cost_sparsity: float | None = None):
         self.cfg, self.data, self.budget_ref = cfg, data, budget_ref
+        self.cost_sparsity = cost_sparsity  # None: run_search's default
         self.cache: dict[tuple[str, int], tuple[cl.SearchResult, float, float]] = {}
 
     def get(self, mode: str, seed: int) -> tuple[cl.SearchResult, float, float]:
@@ -193,6 +197,7 @@ class Searches:
             result = cl.run_search(base_model(self.cfg), self.data.loader(seed + 1000),
                                    space=self.cfg.space, mode=mode,
                                    epochs=self.cfg.search_epochs, lr=self.cfg.search_lr,
+                                   sparsity=self.cost_sparsity if mode == "cost" else None,
                                    loss_fn=default_loss(task), seed=seed, progress=False)
             self.cache[mode, seed] = (result, time.perf_counter() - t0,
                                       time.process_time() - c0)
@@ -286,10 +291,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", default=["video", "volume"], choices=["video", "volume"])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="seeds to run (default 0 1 2 3 4; quick: 0)")
+                   help="seeds to run (default 0-9; quick: 0)")
     p.add_argument("--budget-ref", default="p3d", choices=["p3d", "2d", "r2plus1d"],
                    help="baseline whose searched-layer MACs the budgeted layout must match")
     p.add_argument("--volume-space", default=None, help="override the volume search space")
+    p.add_argument("--cost-sparsity", type=float, default=None,
+                   help="L1 strength of the CAKES^C search (default: run_search's)")
     p.add_argument("--set", action="append", default=[], metavar="TASK.FIELD=VALUE",
                    help="override a TaskConfig field, e.g. --set volume.epochs=5 (repeatable)")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
@@ -319,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{list(TaskConfig.__dataclass_fields__)}, got {item!r}")
         kind = type(getattr(cfgs[task], name))
         cfgs[task] = replace(cfgs[task], **{name: kind(value)})
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2, 3, 4])
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else list(range(10)))
     out = args.out or RESULTS / ("compare_quick.json" if args.quick else "compare.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.merge:
@@ -327,15 +334,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     doc = {"format": "cakes_lite.compare", "version": 1, "mode": "quick" if args.quick else "full",
            "config": {t: asdict(c) for t, c in cfgs.items()}, "seeds": seeds,
-           "budget_ref": args.budget_ref, "metric": {"video": "top-1 on the val split",
-                                                     "volume": "mean foreground Dice, val slab"},
+           "budget_ref": args.budget_ref, "cost_sparsity": args.cost_sparsity,
+           "metric": {"video": "top-1 on the val split", "volume": "mean foreground Dice, val slab"},
            "environment": {"torch": torch.__version__, "python": platform.python_version(),
                            "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                            "machine": platform.machine()},
            "load_start": load_avg(), "runs": []}
     if args.resume and out.exists():
         old = json.loads(out.read_text())
-        if old.get("config") == doc["config"] and old.get("budget_ref") == args.budget_ref:
+        if (old.get("config") == doc["config"] and old.get("budget_ref") == args.budget_ref
+                and old.get("cost_sparsity") == args.cost_sparsity):
             doc["runs"] = old["runs"]
             doc["wall_prev"] = old.get("wall_seconds", 0.0)
     done = {(r["task"], r["variant"], r["seed"]) for r in doc["runs"]}
@@ -349,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix(task=task, variant=variant, seed=seed)
         if task not in data:
             data[task] = TaskData(cfgs[task])
-            searches[task] = Searches(cfgs[task], data[task], args.budget_ref)
+            searches[task] = Searches(cfgs[task], data[task], args.budget_ref,
+                                      args.cost_sparsity)
         rec = run_one(cfgs[task], data[task], searches[task], variant, seed)
         doc["runs"].append(rec)
         doc["wall_seconds"] = round(time.perf_counter() - t_start + doc.get("wall_prev", 0), 1)

@@ -38,6 +38,7 @@ def quick_result(tmp_path_factory) -> tuple[dict, Path, str]:
 def test_every_variant_has_a_finite_metric_and_cost(quick_result):
     doc, _, _ = quick_result
     assert doc["format"] == "cakes_lite.compare" and doc["mode"] == "quick"
+    assert doc["cost_sparsity"] is None  # run_search's default L1 for CAKES^C
     runs = {(r["task"], r["variant"]): r for r in doc["runs"]}
     assert set(runs) == {(t, v) for t in ("video", "volume") for v in VARIANTS}
     for (task, variant), r in runs.items():

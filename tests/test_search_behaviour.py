@@ -17,8 +17,9 @@ The same small 3D CNN (two searchable 3×3×3 convs, 16 and 24 channels) is sear
 performance priority over video-123d (kxkxk, 1xkxk, kx1x1) on each. On A the layout must give
 clearly more channels to temporally extended sub-kernels (kxkxk + kx1x1) than on B: averaged
 over two search seeds, above the even split's 2/3 on A, below it on B, at least 12 points
-apart. Single searches measured while writing this (seeds 0–7, 1 thread): A 0.725–0.825,
-B 0.525–0.65; pairs of seeds 0.19–0.23 apart. About 20 s of CPU.
+apart. Single searches measured while writing this (seeds 0–7, 1 thread, before the weight
+warm-up existed): A 0.725–0.825, B 0.525–0.65; with run_search's default warm-up (2 of the 10
+epochs; seeds 0–3): A 0.70–0.825, B 0.50–0.55. About 20 s of CPU.
 """
 
 from __future__ import annotations
