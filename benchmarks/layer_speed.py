@@ -24,9 +24,7 @@ chosen in the first warm-up round, separately for forward and forward+backward).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,9 +41,10 @@ import torch  # noqa: E402
 
 from cakes_lite import CAKESConv3d, autotune, profile  # noqa: E402
 from cakes_lite.baselines import r2plus1d  # noqa: E402
-from cakes_lite._helpers import atomic_write_text  # noqa: E402
 from cakes_lite.speed import GLIBC_TUNABLES as _TUNABLES  # noqa: E402
 from cakes_lite.speed import latency_samples  # noqa: E402
+
+from _record import finish, machine_info  # noqa: E402
 
 assert _TUNABLES == GLIBC_TUNABLES
 
@@ -147,15 +146,8 @@ def main(argv=None) -> int:
     # measure training plans too (the library measures inference calls only by default, so
     # that seeded training stays bit-reproducible): this benchmark asks what is achievable
     autotune.set_autotune(True, training=True)
-    result = {
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(), "repeats": args.repeats,
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "runs": [],
-        "isa": torch.backends.cpu.get_cpu_capability(), "clock": args.clock,
-        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
-        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-        "load_before": os.getloadavg(),
-    }
+    result = {**machine_info(), "repeats": args.repeats, "clock": args.clock,
+              "load_before": os.getloadavg(), "runs": []}
     t_start = time.perf_counter()
     for device in devices:
         for shape_name, shape, layouts in SUITE:
@@ -173,9 +165,7 @@ def main(argv=None) -> int:
                     "mode": mode, "t3d_ms": medians["3d"],
                     "t3d_channels_last_ms": medians["3d channels_last"], "rows": rows,
                 })
-    result["seconds"] = time.perf_counter() - t_start
-    result["load_after"] = os.getloadavg()
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    finish(result, t_start, args.out)
     print(f"\n{result['seconds']:.0f} s; eff = (t_3d/t)/(MACs_3d/MACs), 1 = time saved as MACs "
           f"saved; results -> {args.out}")
     return 0

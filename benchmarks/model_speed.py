@@ -24,9 +24,7 @@ plans, see cakes_lite/autotune.py). ``--export`` adds torch.export and ONNX Runt
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,9 +41,10 @@ import torch  # noqa: E402
 
 from cakes_lite import profile, zoo  # noqa: E402
 from cakes_lite.inference import for_inference  # noqa: E402
-from cakes_lite.layout import atomic_write_text  # noqa: E402
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny  # noqa: E402
 from cakes_lite.speed import latency_samples  # noqa: E402
+
+from _record import finish, machine_info  # noqa: E402
 
 
 def _zoo(names):
@@ -66,25 +65,6 @@ FAMILIES = {
                                  unet3d_tiny(builder="cakes:volume-2d")},
                     "unet3d_tiny 3d", (1, 24, 24, 24)),
 }
-
-
-def machine_info() -> dict:
-    """CPU model, vector ISA torch dispatches to, threads, ISA caps from the environment."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "isa": torch.backends.cpu.get_cpu_capability(),
-        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
-        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "cpu_count": os.cpu_count(), "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
-    }
 
 
 def _cases(family: str, batch: int, device: str, export: bool):
@@ -172,9 +152,7 @@ def main(argv=None) -> int:
                         plans.setdefault(c[3], {})[name] = m.last_plan
             result["runs"].append({"family": family, "batch": batch, "parent": parent,
                                    "load": os.getloadavg(), "rows": rows, "plans": plans})
-    result["seconds"] = time.perf_counter() - t_start
-    result["load_after"] = os.getloadavg()
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    finish(result, t_start, args.out)
     print(f"\n{result['seconds']:.0f} s; load {result['load_before']} -> {result['load_after']}; "
           f"{result['threads']} threads, ISA {result['isa']}; results -> {args.out}")
     return 0
