@@ -128,6 +128,9 @@ class Prepared:
             the dt = 0 copies first (see cakes_lite/assemble.py).
         out_channels: C_out.
         kinds: which mechanisms run: subset of {"conv3d", "columns", "taps", "shift"}.
+        cl_calls: plan ``"direct"`` only: the same calls with channels_last_3d weights, used for
+            a channels_last_3d input (oneDNN would otherwise reorder the weights on every call
+            and, for a one-channel input, return NCDHW outputs that every later layer converts).
     """
 
     plan: str
@@ -135,6 +138,7 @@ class Prepared:
     recipe: tuple[tuple[int, int, int, int, int], ...]
     out_channels: int
     kinds: frozenset[str]
+    cl_calls: list[tuple] | None = None
 
 
 def dense_kernel(weights: Weights) -> torch.Tensor:
@@ -164,7 +168,7 @@ def prepare(weights: Weights, bias: torch.Tensor | None, stride: Stride,
         # return channels-last outputs for an NCDHW input
         prep = prepare(weights, bias, stride, "conv3d")
         calls = [(kind, w, b, arg) for (kind, _, b, arg), w in zip(prep.calls, weights)]
-        return Prepared("direct", calls, prep.recipe, out_channels, prep.kinds)
+        return Prepared("direct", calls, prep.recipe, out_channels, prep.kinds, prep.calls)
     if plan == "dense":
         k = max(max(w.shape[2:]) for w in weights)
         calls = [("conv3d", _channels_last(dense_kernel(weights)), bias, (k // 2,) * 3)]
@@ -222,7 +226,9 @@ def prepare(weights: Weights, bias: torch.Tensor | None, stride: Stride,
 
 
 def _channels_last(w: torch.Tensor) -> torch.Tensor:
-    return w.contiguous(memory_format=CL3D if w.dim() == 5 else torch.channels_last)
+    # .to, not .contiguous: a one-input-channel weight is "contiguous" in both formats, and
+    # .contiguous would keep NCDHW strides, which make oneDNN pick a slower NCDHW kernel
+    return w.to(memory_format=CL3D if w.dim() == 5 else torch.channels_last)
 
 
 def _last(y: torch.Tensor) -> torch.Tensor:
@@ -242,8 +248,12 @@ def run(x: torch.Tensor, prep: Prepared, stride: Stride) -> torch.Tensor:
         (N, C_out, D', H', W') in channels_last_3d memory (plan "direct": the input's format).
     """
     if prep.plan == "direct":  # as the official code: any memory format, one cat
-        outs = [conv(x, w, b, stride, pad) for _, w, b, pad in prep.calls]
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        last = prep.cl_calls is not None and x.is_contiguous(memory_format=CL3D)
+        outs = [conv(x, w, b, stride, pad) for _, w, b, pad in (prep.cl_calls if last
+                                                                 else prep.calls)]
+        y = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        # a one-channel input is contiguous in both formats: keep channels_last_3d flowing
+        return y.contiguous(memory_format=CL3D) if last else y
     n_batch, c_in, depth, height, width = x.shape
     sd, sh, sw = stride
     x = x.contiguous(memory_format=CL3D)  # memory (N, D, H, W, C); a no-op in a CL3D network

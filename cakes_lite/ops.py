@@ -180,7 +180,10 @@ class CAKESConv3d(nn.Module):
 
     def _stamp(self) -> tuple:
         """Changes whenever a weight does (in-place version counter, storage, dtype, device)."""
-        return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in self.parameters())
+        # the dicts themselves, not self.parameters(): this runs on every cached inference call
+        params = [*self.weights._parameters.values(), self.bias]
+        return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params
+                     if p is not None)
 
     def _prepare(self, weights: list[torch.Tensor], plan: str) -> fastconv.Prepared:
         """The plan's calls on the current weights; cached while no gradient is recorded, and
