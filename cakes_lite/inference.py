@@ -12,7 +12,9 @@
   ``torch.channels_last_3d`` memory from the input on (5D weights too), so no layer converts
   memory formats (CAKESConv3d computes and returns channels_last_3d anyway); plain Conv3d layers
   go through :func:`cakes_lite.fastconv.conv` (oneDNN for a single sample too), as CAKESConv3d's
-  own calls do - applied to a 3D parent as well, it keeps comparisons fair.
+  own calls do - applied to a 3D parent as well, it keeps comparisons fair; a
+  ``ConvTranspose3d`` whose kernel equals its stride (U-Net up-sampling) becomes one matrix
+  product (``_UpConv3d``).
 
 The caller's model is never changed. Speed: ``benchmarks/model_speed.py``.
 """
@@ -142,12 +144,61 @@ class _Conv3d(nn.Module):
         return y.contiguous(memory_format=torch.channels_last_3d)
 
 
+class _UpConv3d(nn.Module):
+    """An ``nn.ConvTranspose3d`` whose kernel equals its stride (no padding, dilation or groups:
+    the 2×2×2 / stride-2 up-sampling of U-Nets) as ONE matrix product: every input voxel
+    writes its own k_d×k_h×k_w output block,
+
+        y[n, o, d·k_d + a, h·k_h + b, w·k_w + c] = Σ_i x[n, i, d, h, w] · W[i, o, a, b, c] + b_o,
+
+    so in channels_last_3d memory it is (N·D·H·W, C_in) @ (C_in, C_out·k_d·k_h·k_w) and one
+    copy that interleaves the blocks. PyTorch's CPU kernel for it (``slow_conv_transpose3d``,
+    picked for a batch of one sample) took ~15 % of a small U-Net's inference time, and it
+    returns NCDHW memory, which costs another full copy."""
+
+    def __init__(self, conv: nn.ConvTranspose3d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    @staticmethod
+    def applies(conv: nn.Module) -> bool:
+        return (type(conv).forward is nn.ConvTranspose3d.forward
+                and isinstance(conv, nn.ConvTranspose3d) and conv.groups == 1
+                and tuple(conv.kernel_size) == tuple(conv.stride)
+                and tuple(conv.padding) == (0, 0, 0) and tuple(conv.output_padding) == (0, 0, 0)
+                and tuple(conv.dilation) == (1, 1, 1) and conv.padding_mode == "zeros")
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        c = self.conv
+        if output_size is not None or x.dim() != 5 or x.device.type != "cpu" or \
+                fastconv._traced():
+            return c(x, output_size) if output_size is not None else \
+                c(x).contiguous(memory_format=torch.channels_last_3d)
+        n, c_in, d, h, w = x.shape
+        kd, kh, kw = c.kernel_size
+        c_out = c.out_channels
+        # (N, C_in, D, H, W) -> (N·D·H·W, C_in): a view in channels_last_3d memory
+        rows = x.permute(0, 2, 3, 4, 1).reshape(-1, c_in)
+        # weight (C_in, C_out, kd, kh, kw) -> (C_in, kd·kh·kw·C_out), C_out innermost
+        weight = c.weight.permute(0, 2, 3, 4, 1).reshape(c_in, -1)
+        y = rows @ weight if c.bias is None else \
+            torch.addmm(c.bias.repeat(kd * kh * kw), rows, weight)
+        # (N, D, H, W, kd, kh, kw, C_out) -> (N, D, kd, H, kh, W, kw, C_out): interleave
+        y = y.view(n, d, h, w, kd, kh, kw, c_out).permute(0, 1, 4, 2, 5, 3, 6, 7)
+        out = torch.empty((n, c_out, d * kd, h * kh, w * kw), dtype=y.dtype, device=y.device,
+                          memory_format=torch.channels_last_3d)
+        out.permute(0, 2, 3, 4, 1).view(n, d, kd, h, kh, w, kw, c_out).copy_(y)
+        return out
+
+
 def _wrap_convs(module: nn.Module) -> None:
     for name, child in module.named_children():
         plain = (type(child).forward is nn.Conv3d.forward and isinstance(child, nn.Conv3d)
                  and child.padding_mode == "zeros" and not isinstance(child.padding, str))
         if plain:
             setattr(module, name, _Conv3d(child))
+        elif _UpConv3d.applies(child):
+            setattr(module, name, _UpConv3d(child))
         elif isinstance(child, nn.ConvTranspose3d):  # N = 1 returns NCDHW
             setattr(module, name, nn.Sequential(child, ChannelsLast3d(nn.Identity())))
         else:

@@ -203,3 +203,32 @@ def test_fold_batchnorm_skips_a_conv_whose_output_is_also_used_elsewhere():
         torch.testing.assert_close(folded(x), model(x))
     with pytest.raises(ValueError, match="model: expected an nn.Module"):
         fold_batchnorm("resnet")
+
+
+@pytest.mark.parametrize("kernel,bias,shape", [
+    ((2, 2, 2), False, (1, 6, 3, 4, 5)),
+    ((1, 2, 2), True, (2, 5, 4, 3, 2)),
+    ((2, 3, 1), True, (3, 4, 2, 5, 3)),
+])
+def test_for_inference_runs_kernel_equals_stride_upsampling_as_one_matmul(kernel, bias, shape):
+    from cakes_lite.inference import _UpConv3d
+
+    up = nn.ConvTranspose3d(shape[1], 7, kernel, kernel, bias=bias)
+    fast = for_inference(nn.Sequential(up))
+    wrapped = [m for m in fast.modules() if isinstance(m, _UpConv3d)]
+    assert len(wrapped) == 1
+    x = torch.randn(shape)
+    with torch.autograd.profiler.profile() as prof, torch.no_grad():
+        got = fast(x)
+    assert "aten::slow_conv_transpose3d" not in {e.name for e in prof.function_events}
+    with torch.no_grad():
+        torch.testing.assert_close(got, up(x), rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last_3d)
+    # output_size= (the module's other call form) falls back to the module itself
+    with torch.no_grad():
+        size = [s * k for s, k in zip(shape[2:], kernel)]
+        torch.testing.assert_close(wrapped[0](x, size), up(x, size))
+    # what it does not cover keeps PyTorch's module (overlapping or padded kernels)
+    for other in (nn.ConvTranspose3d(4, 4, 3, 2), nn.ConvTranspose3d(4, 4, 2, 2, padding=1),
+                  nn.ConvTranspose3d(4, 4, 2, 2, groups=2)):
+        assert not _UpConv3d.applies(other)
