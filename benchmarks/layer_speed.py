@@ -17,6 +17,14 @@ time ratios versus the full 3D conv. Results: benchmarks/results/layer_speed.jso
 The "plan" column is the plan each CAKES layer's autotuning chose (cakes_lite/autotune.py;
 chosen in the first warm-up round, separately for forward and forward+backward).
 
+"eff_parts": what one vendor conv call per group gives at best: each group alone (its own
+CAKESConv3d on the channels_last_3d input, its fastest plan), timed in the same interleaved
+rounds, the times summed (no assembly, no concatenation), against the channels_last 3D conv like
+"eff_cl". It bounds the official code's approach; the tap-folded plans can beat it by merging
+groups into shared calls. Where it is far below a target, the per-shape speed of the vendor
+kernels is the limit (on oneDNN a 1×3×3 conv with 16 output channels does ~0.7 of the 3×3×3
+conv's MACs per second, a 3×1×1 one ~0.6 even as a (3, 1) conv2d, ~0.1 as a conv3d).
+
     python benchmarks/layer_speed.py [--repeats 15] [--device cpu|cuda] [--no-backward]
         [--threads 2] [--clock wall|thread]
 """
@@ -81,6 +89,9 @@ def _cases(shape, layouts, device):
         mods[f"{name} | ours"] = (ours, x)
         mods[f"{name} | ours channels_last"] = (ours, x_cl)
         mods[f"{name} | naive"] = (naive, x)
+        for sub, n in split.items():  # each group alone: the ceiling of per-group calls
+            if n:
+                mods[f"{name} | part {sub}"] = (CAKESConv3d(c, {sub: n}), x_cl)
     out = {}
     for name, (m, inp) in mods.items():
         m = m.to(device)
@@ -107,6 +118,9 @@ def _table(cases, medians):
             row["ours_cl_ms"] = t
             row["ours_cl_eff"] = (t3cl / t) / (1 / row["mac_ratio"])
             row["plan"] = cases[f"{name} | ours"][0].last_plan
+            t = sum(v for k, v in medians.items() if k.startswith(f"{name} | part "))
+            row["parts_ms"] = t
+            row["parts_eff"] = (t3cl / t) / (1 / row["mac_ratio"])
         rows.append(row)
     return rows
 
@@ -114,11 +128,12 @@ def _table(cases, medians):
 def _print(title, t3, t3cl, rows):
     print(f"\n{title}: full 3D conv {t3:.2f} ms (channels_last input {t3cl:.2f} ms)")
     print(f"{'layout':18s} {'MACs':>5s} | {'ours t':>6s} {'eff':>5s} | {'naive t':>7s} "
-          f"{'eff':>5s} | {'eff_cl':>6s} plan")
+          f"{'eff':>5s} | {'eff_cl':>6s} {'eff_parts':>9s} plan")
     for r in rows:
         naive = (f"{r['naive_time_ratio']:7.2f} {r['naive_eff']:5.2f}" if "naive_eff" in r
                  else f"{'':7s} {'':5s}")
-        eff_cl = f"{r['ours_cl_eff']:6.2f}" if "ours_cl_eff" in r else ""
+        eff_cl = (f"{r['ours_cl_eff']:6.2f} {r['parts_eff']:9.2f}" if "ours_cl_eff" in r
+                  else f"{'':6s} {'':9s}")
         print(f"{r['layout']:18s} {r['mac_ratio']:5.2f} | {r['ours_time_ratio']:6.2f} "
               f"{r['ours_eff']:5.2f} | {naive} | {eff_cl} {r.get('plan') or ''}")
 
