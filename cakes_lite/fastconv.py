@@ -226,9 +226,12 @@ def prepare(weights: Weights, bias: torch.Tensor | None, stride: Stride,
 
 
 def _channels_last(w: torch.Tensor) -> torch.Tensor:
-    # .to, not .contiguous: a one-input-channel weight is "contiguous" in both formats, and
-    # .contiguous would keep NCDHW strides, which make oneDNN pick a slower NCDHW kernel
-    return w.to(memory_format=CL3D if w.dim() == 5 else torch.channels_last)
+    fmt = CL3D if w.dim() == 5 else torch.channels_last
+    w = w.contiguous(memory_format=fmt)
+    if w.stride(1) != 1:  # one input channel: "contiguous" in both formats with NCDHW strides,
+        # which make oneDNN pick a slower NCDHW kernel; restride to channels-last explicitly
+        w = torch.empty_like(w, memory_format=fmt).copy_(w)
+    return w
 
 
 def _last(y: torch.Tensor) -> torch.Tensor:
