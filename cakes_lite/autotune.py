@@ -23,7 +23,6 @@ such as FlopCounterMode: a cached plan is used if there is one, else ``"mixed"``
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 
@@ -129,8 +128,13 @@ def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
 
 
 def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
-            plans: list[str], repeats: int = 5, grad: bool = False) -> dict[str, float]:
-    """Median milliseconds of each plan (one warm-up round, ``repeats`` interleaved rounds).
+            plans: list[str], repeats: int = 7, grad: bool = False,
+            reduce: Callable[[list[float]], float] = min) -> dict[str, float]:
+    """Milliseconds of each plan: one warm-up round, then ``repeats`` interleaved rounds reduced
+    by ``reduce`` (default ``min``: interference from other processes only ever adds time, and
+    with several threads one descheduled thread stalls the others, so a median of a few rounds
+    could still crown a plan that is 2× slower in steady state; it did, under load 1.4 on a
+    2-core machine).
 
     On CPU with one intra-op thread the clock is the thread's CPU time (time spent descheduled
     by other processes on a shared machine does not count), else wall-clock time.
@@ -149,7 +153,7 @@ def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.S
             sync()
             if r:
                 times[p].append((clock() - t0) * 1e3)
-    return {p: statistics.median(t) for p, t in times.items()}
+    return {p: reduce(t) for p, t in times.items()}
 
 
 def choose(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
