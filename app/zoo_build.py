@@ -3,13 +3,16 @@
 ``app/examples``.
 
 Video (something-something-lite, 8×32×32 clips, all 13 classes): a full 3D ResNet baseline, a
-CAKES^P and a CAKES^C layout searched over {3×3×3, 1×3×3, 3×1×1}, and a budgeted layout (a
-fraction of the searched layers' 3D MACs, from the CAKES^P supernet); every CAKES net retrained
-from scratch with its layout. Volume (MNI152 grey/white-matter tissue, 2 mm, 32³ patches): a full
-3D U-Net and a CAKES^C layout over the three 2D orientations. Every run is seeded; the metrics
-of each model (test top-1 / validation Dice) are stored next to it and reproduced by rebuilding
-within noise. This is a training *recipe* for the app's demo, so it lives with the app, not in
-the library.
+CAKES^P and a CAKES^C layout searched over {3×3×3, 1×3×3, 3×1×1}, a budgeted layout (a fraction
+of the searched layers' 3D MACs, from the CAKES^P supernet) and the same budget with every group
+a multiple of 16 channels (``video_cakes_block16``: CPU convolution kernels compute output
+channels in blocks of 16 (AVX-512) or 8 (AVX2), so a 5-channel group costs a whole block; see the
+README's speed section); every CAKES net retrained from scratch with its layout. Volume (MNI152
+grey/white-matter tissue, 2 mm, 32³ patches): a full 3D U-Net, a CAKES^C layout over the three
+2D orientations and the same search's choice in groups of 8 channels (``volume_cakes_block8``).
+Every run is seeded; the metrics of each model (test top-1 / validation Dice) are stored next to
+it and reproduced by rebuilding within noise. This is a training *recipe* for the app's demo, so
+it lives with the app, not in the library.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ class ZooRecipe:
     video_search_train: int = 2080  # the first clips of the training set, for the searches
     video_search_epochs: int = 2  # supernet epochs of each video search
     video_budget: float = 0.4  # budgeted layout: this fraction of the searched layers' 3D MACs
+    video_block: int = 16  # video_cakes_block16: the budgeted layout in groups of this many
     volume_space: str = "volume-2d"  # sub-kernels of the volume search (3 orientations of 2D)
+    volume_block: int = 8  # volume_cakes_block8: the CAKES^C selection in groups of this many
     volume_patches: int = 64  # random 32³ training patches from the MNI152 training part
     volume_val_patches: int = 32  # validation patches (the template's held-out part)
     volume_epochs: int = 6  # retraining epochs of each U-Net
@@ -75,8 +80,9 @@ def _entry(root, name, title, model, layout, data, metrics, extra, recipe, secon
 
 
 #: every zoo model, in the app's order (``only=`` may pick a subset, e.g. one per process).
-VIDEO_MODELS = ("video_3d", "video_cakes_p", "video_cakes_budget", "video_cakes_c")
-VOLUME_MODELS = ("volume_3d", "volume_cakes_c")
+VIDEO_MODELS = ("video_3d", "video_cakes_p", "video_cakes_budget", "video_cakes_block16",
+                "video_cakes_c")
+VOLUME_MODELS = ("volume_3d", "volume_cakes_c", "volume_cakes_block8")
 
 
 def build_video(root: Path, recipe: ZooRecipe, progress: Progress | None = None,
@@ -100,7 +106,8 @@ def build_video(root: Path, recipe: ZooRecipe, progress: Progress | None = None,
     extra = {"task": "classification", "input_shape": [1, 3, 8, 32, 32], "classes": classes}
     layouts: dict[str, tuple[str, Layout | None]] = {"video_3d": ("full 3D (I3D-style)", None)}
     search_info = {}
-    need = {"performance": {"video_cakes_p", "video_cakes_budget"}, "cost": {"video_cakes_c"}}
+    need = {"performance": {"video_cakes_p", "video_cakes_budget", "video_cakes_block16"},
+            "cost": {"video_cakes_c"}}
     for mode, name in (("performance", "video_cakes_p"), ("cost", "video_cakes_c")):
         if not need[mode] & set(only):
             continue
@@ -121,6 +128,12 @@ def build_video(root: Path, recipe: ZooRecipe, progress: Progress | None = None,
             layouts["video_cakes_budget"] = (
                 f"CAKES^P 1,2,3D at {recipe.video_budget:.0%} of 3D MACs (budgeted)", budget)
             search_info["video_cakes_budget"] = search_info[name]
+            block = derive_layout(result.supernet, budget=recipe.video_budget,
+                                  round_to=recipe.video_block, input_shape=(1, 3, 8, 32, 32))
+            layouts["video_cakes_block16"] = (
+                f"CAKES^P 1,2,3D at {recipe.video_budget:.0%} of 3D MACs, groups of "
+                f"{recipe.video_block} channels (CPU-friendly)", block)
+            search_info["video_cakes_block16"] = search_info[name]
         if progress:
             progress(f"search {name}: {search_info[name]} s")
     names = []
@@ -145,10 +158,11 @@ def build_video(root: Path, recipe: ZooRecipe, progress: Progress | None = None,
 
 def build_volume(root: Path, recipe: ZooRecipe, progress: Progress | None = None,
                  only=VOLUME_MODELS) -> list[str]:
-    """MNI152 tissue segmenters: full 3D U-Net and a CAKES^C layout over ``volume_space``."""
+    """MNI152 tissue segmenters: full 3D U-Net, a CAKES^C layout over ``volume_space`` and the
+    same search's selection in groups of ``volume_block`` channels."""
     from cakes_lite.data import TISSUE_CLASSES, MNI152Tissue
     from cakes_lite.models import unet3d_tiny
-    from cakes_lite.search import run_search
+    from cakes_lite.search import derive_layout, run_search
 
     def patches(split, n, augment, seed):
         ds = MNI152Tissue(split=split, patch_size=32, num_patches=n, spacing=2.0,
@@ -178,7 +192,11 @@ def build_volume(root: Path, recipe: ZooRecipe, progress: Progress | None = None
         progress(f"search volume_cakes_c: {search_seconds:.1f} s")
     layouts = {"volume_3d": ("full 3D U-Net", None, 0.0),
                "volume_cakes_c": (f"CAKES^C {recipe.volume_space} (searched)", result.layout,
-                                  search_seconds)}
+                                  search_seconds),
+               "volume_cakes_block8": (
+                   f"CAKES^C {recipe.volume_space}, groups of {recipe.volume_block} channels "
+                   "(CPU-friendly)", derive_layout(result.supernet, round_to=recipe.volume_block),
+                   search_seconds)}
     names = []
     for name, (title, layout, extra_seconds) in layouts.items():
         if name not in only:

@@ -53,9 +53,11 @@ def _zoo(names):
 
 #: family -> (builder of {name: model}, parent name, input (C, D, H, W)); parent listed first
 FAMILIES = {
-    "zoo-video": (_zoo(["video_3d", "video_cakes_p", "video_cakes_budget", "video_cakes_c"]),
+    "zoo-video": (_zoo(["video_3d", "video_cakes_p", "video_cakes_budget", "video_cakes_block16",
+                        "video_cakes_c"]),
                   "video_3d", (3, 8, 32, 32)),
-    "zoo-volume": (_zoo(["volume_3d", "volume_cakes_c"]), "volume_3d", (1, 64, 64, 64)),
+    "zoo-volume": (_zoo(["volume_3d", "volume_cakes_c", "volume_cakes_block8"]), "volume_3d",
+                   (1, 64, 64, 64)),
     "resnet3d_tiny": (lambda: {"resnet3d_tiny 3d": resnet3d_tiny(num_classes=13),
                                "resnet3d_tiny cakes(video-123d even)":
                                    resnet3d_tiny(num_classes=13, builder="cakes")},
