@@ -181,6 +181,11 @@ def derive_layout(supernet_model: nn.Module, budget: float | None = None, round_
             units. Met within 2 % (sum over the searched layers only). A budget within 1e-9
             (relative) of the reachable range is clamped into it.
         round_to: every group is a multiple of this (each layer's C_out must be one too).
+            On CPU, 16 (AVX-512) or 8 (AVX2) turns saved MACs into saved time: oneDNN computes
+            output channels in blocks of that size, so a 5-channel group costs a whole block,
+            and a layer left with one group runs as one call (the bundled
+            ``video_cakes_block16`` runs at 0.79× its 3D parent's time at batch 8, the
+            unaligned layout at the same budget at ~1.1×; benchmarks/model_speed.py).
         metric: ``"macs"`` (needs output sizes, see ``input_shape``) or ``"params"``.
         input_shape: e.g. ``(1, 3, 8, 32, 32)``: run one eval forward to record output sizes.
 
