@@ -24,7 +24,8 @@ def exported_forms(model: torch.nn.Module, x: torch.Tensor) -> dict:
     try:
         path = Path(tempfile.mkdtemp()) / "model.onnx"
         export.export_onnx(fast, x, path)
-        session = export.onnx_session(path, threads=torch.get_num_threads())
+        # no spin-waiting: its idle threads would steal the cores from the PyTorch runs
+        session = export.onnx_session(path, threads=torch.get_num_threads(), spinning=False)
         name = session.get_inputs()[0].name
         forms["onnxrt"] = lambda t: session.run(None, {name: t.numpy()})[0]
     except Exception as err:  # noqa: BLE001 - report and go on with the other forms

@@ -78,11 +78,22 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path,
     return path
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An ``onnxruntime.InferenceSession`` on the CPU for ``path`` (intra-op ``threads``)."""
+def onnx_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+    """An ``onnxruntime.InferenceSession`` on the CPU for ``path``.
+
+    Args:
+        path: an ``*.onnx`` file (e.g. from :func:`export_onnx`).
+        threads: intra-op threads (default: ONNX Runtime's, one per core).
+        spinning: let idle worker threads spin-wait for the next run (ONNX Runtime's default,
+            lowest latency when it has the cores to itself). False when other work shares the
+            cores, e.g. PyTorch runs interleaved with it: spinning threads slowed PyTorch's own
+            calls 2-4x in benchmarks/model_speed.py.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

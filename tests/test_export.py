@@ -50,10 +50,13 @@ def test_onnx_runtime_keeps_outputs(name, tmp_path):
         want = model(x).numpy()
     path = export.export_onnx(for_inference(model), x, tmp_path / "m.onnx")
     assert path.is_file() and not [p for p in tmp_path.iterdir() if p != path]
-    session = export.onnx_session(path, threads=1)
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    assert got.shape == want.shape
-    assert abs(got - want).max() < 1e-4
+    for spinning in (True, False):
+        session = export.onnx_session(path, threads=1, spinning=spinning)
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert got.shape == want.shape
+        assert abs(got - want).max() < 1e-4
+    assert session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "0"
 
 
 def test_export_rejects_bad_arguments(tmp_path):
