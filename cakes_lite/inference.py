@@ -14,7 +14,9 @@
   go through :func:`cakes_lite.fastconv.conv` (oneDNN for a single sample too), as CAKESConv3d's
   own calls do - applied to a 3D parent as well, it keeps comparisons fair; a
   ``ConvTranspose3d`` whose kernel equals its stride (U-Net up-sampling) becomes one matrix
-  product (``_UpConv3d``).
+  product (``_UpConv3d``). Given ``example=x``, it also times each CAKES layer's plans inside
+  the whole network (:mod:`cakes_lite.plan_tuning`), pins the winners, and turns layers pinned
+  to ``"dense"`` into the plain conv they run.
 
 The caller's model is never changed. Speed: ``benchmarks/model_speed.py``.
 """
@@ -22,6 +24,7 @@ The caller's model is never changed. Speed: ``benchmarks/model_speed.py``.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import fx, nn
@@ -143,6 +146,11 @@ class _Conv3d(nn.Module):
         y = fastconv.conv(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
         return y.contiguous(memory_format=torch.channels_last_3d)
 
+    def cakes_macs(self, inputs: tuple, out: torch.Tensor) -> int:
+        """For :func:`cakes_lite.profile` (the wrapped conv's own forward never runs)."""
+        c = self.conv
+        return out.numel() * (c.in_channels // c.groups) * math.prod(c.kernel_size)
+
 
 class _UpConv3d(nn.Module):
     """An ``nn.ConvTranspose3d`` whose kernel equals its stride (no padding, dilation or groups:
@@ -159,6 +167,11 @@ class _UpConv3d(nn.Module):
     def __init__(self, conv: nn.ConvTranspose3d) -> None:
         super().__init__()
         self.conv = conv
+
+    def cakes_macs(self, inputs: tuple, out: torch.Tensor) -> int:
+        """For :func:`cakes_lite.profile`: each input voxel writes C_out · |kernel| outputs."""
+        c = self.conv
+        return inputs[0].numel() * c.out_channels * math.prod(c.kernel_size)
 
     @staticmethod
     def applies(conv: nn.Module) -> bool:
@@ -206,7 +219,7 @@ def _wrap_convs(module: nn.Module) -> None:
 
 
 def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True,
-                  allow_dense: bool = True) -> nn.Module:
+                  allow_dense: bool = True, example: torch.Tensor | None = None) -> nn.Module:
     """An eval-mode copy of ``model`` tuned for inference (see the module docstring).
 
     Args:
@@ -217,6 +230,10 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
             with the zero-embedded k×k×k kernel: the parent layer's MACs) and use it where it is
             faster, so no layer is slower than its 3D parent; the layer's ``last_plan`` says
             ``"dense"`` then. False: every layer does only its own MACs.
+        example: an input of the shape you will serve: each CAKESConv3d's plan is then chosen
+            by timing the whole network (:func:`cakes_lite.plan_tuning.tune_plans`; a plan that
+            wins alone can lose inside the network) and pinned. Costs
+            ~layers × plans × 6 forwards once. None: plans measured per layer on first use.
 
     Returns:
         A new module; call it under ``torch.inference_mode()`` (or ``no_grad``) for best speed.
@@ -234,4 +251,30 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
     if channels_last:
         _wrap_convs(out)
         out = ChannelsLast3d(out.to(memory_format=torch.channels_last_3d))
-    return out.eval()
+    out = out.eval()
+    if example is not None and any(isinstance(m, CAKESConv3d) for m in out.modules()):
+        from .plan_tuning import tune_plans
+
+        tune_plans(out, example)
+        _replace_dense(out)
+    return out
+
+
+def _replace_dense(module: nn.Module) -> None:
+    """CAKESConv3d layers pinned to the ``"dense"`` plan become plain convs of their
+    zero-embedded kernel (the same call): the layer's per-call plan checks cost ~7 µs, 4 % of a
+    small video network at batch 1. The conv keeps ``last_plan = "dense"`` and the ``split``."""
+    for name, child in module.named_children():
+        if isinstance(child, CAKESConv3d) and child.plan == "dense":
+            k, w = child.kernel_size, next(iter(child.weights.values()))
+            conv = nn.Conv3d(child.in_channels, child.out_channels, k, child.stride, k // 2,
+                             bias=child.bias is not None, device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                conv.weight.copy_(child.dense_weight())
+                if child.bias is not None:
+                    conv.bias.copy_(child.bias)
+            wrapped = _Conv3d(conv.to(memory_format=torch.channels_last_3d).eval())
+            wrapped.last_plan, wrapped.split = "dense", dict(child.split)
+            setattr(module, name, wrapped)
+        else:
+            _replace_dense(child)

@@ -197,7 +197,10 @@ class CAKESConv3d(nn.Module):
         if hit is None or hit[0] != stamp:
             with torch.no_grad():
                 hit = (stamp, fastconv.prepare(weights, self.bias, self.stride, plan))
-            self._prepared = {plan: hit}
+            # one entry per plan while the weights stay the same (plans compared in a network
+            # by cakes_lite.plan_tuning alternate without re-preparing)
+            self._prepared = {k: v for k, v in self._prepared.items() if v[0] == stamp}
+            self._prepared[plan] = hit
         return hit[1]
 
     def dense_weight(self) -> torch.Tensor:

@@ -232,3 +232,52 @@ def test_for_inference_runs_kernel_equals_stride_upsampling_as_one_matmul(kernel
     for other in (nn.ConvTranspose3d(4, 4, 3, 2), nn.ConvTranspose3d(4, 4, 2, 2, padding=1),
                   nn.ConvTranspose3d(4, 4, 2, 2, groups=2)):
         assert not _UpConv3d.applies(other)
+
+
+@pytest.mark.parametrize("factory,builder,shape", [
+    (resnet3d_tiny, "cakes", (2, 3, 4, 16, 16)),
+    (unet3d_tiny, "cakes:volume-2d", (1, 1, 8, 8, 8)),
+])
+def test_for_inference_with_example_pins_plans_in_the_network(factory, builder, shape):
+    from cakes_lite.inference import _Conv3d
+
+    model = _trained_bn(factory(builder=builder))
+    parent = _trained_bn(factory(builder="3d"))
+    x = torch.randn(shape)
+    fast = for_inference(model, example=x)
+    layers = [m for m in fast.modules() if isinstance(m, (CAKESConv3d, _Conv3d))
+              and hasattr(m, "split")]
+    assert len(layers) == sum(isinstance(m, CAKESConv3d) for m in model.modules())
+    for m in layers:  # pinned: a plan, or "dense" replaced by the plain conv it runs
+        assert (m.plan is not None) if isinstance(m, CAKESConv3d) else m.last_plan == "dense"
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    # profile still counts the wrapped convs of an inference copy (MACs of what runs)
+    from cakes_lite import profile
+
+    assert profile(for_inference(parent), x).macs == profile(parent, x).macs
+
+
+def test_tune_plans_keeps_the_plan_that_makes_the_network_fastest(monkeypatch):
+    from cakes_lite import plan_tuning
+
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    layers = [m for m in model.modules() if isinstance(m, CAKESConv3d)]
+    cost = {"fold": 1.0, "mixed": 3.0, "conv3d": 2.0, "direct": 4.0, "dense": 5.0}
+
+    def fake_timer(net, x):  # whole-network "time": the sum of the plans' made-up costs
+        def run():
+            net(x)
+            return sum(cost[m.last_plan] for m in layers)
+        return run
+
+    monkeypatch.setattr(plan_tuning, "_timer", fake_timer)
+    chosen = plan_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2)
+    assert list(chosen) == [n for n, m in model.named_modules() if isinstance(m, CAKESConv3d)]
+    assert set(chosen.values()) == {"fold"} and all(m.plan == "fold" for m in layers)
+    cost.update(fold=9.0)  # now "conv3d" is the cheapest candidate every layer has
+    assert set(plan_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16)).values()) == {"conv3d"}
+    with pytest.raises(ValueError, match="repeats: expected a positive int, got 0"):
+        plan_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=0)
+    with pytest.raises(ValueError, match="found none"):
+        plan_tuning.tune_plans(nn.Sequential(nn.Conv3d(1, 1, 1)), torch.randn(1, 1, 2, 2, 2))
