@@ -24,20 +24,40 @@ def reading(ratio: float, macs_ratio: float, batch: int, threads: int, shape) ->
         return (f"CAKES is faster {at} ({ratio:.2f}× the 3D time for {macs_ratio:.2f}× the "
                 f"MACs): here the arithmetic saved outweighs the extra work of running one "
                 f"convolution per sub-kernel group and joining the groups.")
-    why = ("These tiny zoo networks (16–64 channels, 8×32×32 clips or 64³ patches) spend much "
-           "of each layer's time on fixed costs, not arithmetic: a CAKES layer launches one "
-           "convolution per sub-kernel group and joins their outputs, and CPU convolution "
-           "kernels pad channel groups to blocks of 16, so a group of 5 channels costs like 16. "
-           "The MAC saving turns into time with wider layers, larger inputs and batches.")
+    why = ("These small zoo networks (16–64 channels, 8×32×32 clips or 64³ patches) spend much "
+           "of each layer's time on fixed costs, not arithmetic: a CAKES layer runs one "
+           "convolution per sub-kernel group, and CPU convolution kernels compute output "
+           "channels in blocks of 16 (AVX-512) or 8 (AVX2), so a group of 5 channels costs like "
+           "16; the inference form then runs such a layer as its parent's dense conv. Layouts "
+           "whose groups are whole blocks (video_cakes_block16, volume_cakes_block8) turn the "
+           "saved MACs into saved time; so do wider layers, larger inputs and batches.")
     verdict = ("slower" if ratio > 1.05 else "about as fast")
     return (f"CAKES is {verdict} {at} ({ratio:.2f}× the 3D time) although it needs only "
             f"{macs_ratio:.2f}× the MACs. {why} `benchmarks/model_speed.py` and "
             f"`benchmarks/layer_speed.py` measure where the crossover lies on a machine.")
 
 
+FORMS = {"inference": "inference form (cakes_lite.for_inference: BatchNorm folded, "
+                      "channels_last_3d, plans measured)",
+         "eager": "as loaded (eager PyTorch)"}
+_INFERENCE: dict[str, torch.nn.Module] = {}  # model name -> its for_inference copy
+
+
+def _form(name: str, net: torch.nn.Module, form: str) -> torch.nn.Module:
+    if form == "eager":
+        return net
+    if name not in _INFERENCE:
+        from cakes_lite.inference import for_inference
+
+        _INFERENCE[name] = for_inference(net)
+    return _INFERENCE[name]
+
+
 @guarded(lambda: (gr.Dataframe(value=[], headers=HEADERS), None))
-def speed(model_name: str | None, batch: float, threads: float, repeats: float):
-    """Interleaved median latency of a model vs the zoo's full 3D model of the same task.
+def speed(model_name: str | None, batch: float, threads: float, repeats: float,
+          form: str = "inference"):
+    """Interleaved median latency of a model vs the zoo's full 3D model of the same task, both
+    in the same ``form`` (a key of :data:`FORMS`).
 
     Returns:
         (table, bar figure, status note).
@@ -45,6 +65,9 @@ def speed(model_name: str | None, batch: float, threads: float, repeats: float):
     import plotly.graph_objects as go
 
     from cakes_lite.speed import compare_latency
+
+    if form not in FORMS:
+        raise fail(f"form: expected one of {list(FORMS)}, got {form!r}")
 
     batch, threads, repeats = int(batch or 0), int(threads or 0), int(repeats or 0)
     if not 1 <= repeats <= 50:
@@ -61,9 +84,9 @@ def speed(model_name: str | None, batch: float, threads: float, repeats: float):
         raise fail(f"batch: a {meta['task']} batch may hold at most {MAX_MODEL_VOXELS:,} voxels "
                    f"(memory limit), got {batch} × {'×'.join(map(str, shape[2:]))}")
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    cases = {model_name: (net, x)}
-    if base_name != model_name:
-        cases[base_name] = (base, x)  # the same input tensor for both
+    cases = {model_name: (_form(model_name, net, form), x)}
+    if base_name != model_name:  # the same input tensor and form for both
+        cases[base_name] = (_form(base_name, base, form), x)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -83,8 +106,8 @@ def speed(model_name: str | None, batch: float, threads: float, repeats: float):
     fig.update_layout(height=300, yaxis_title="median latency (ms)", autosize=True,
                       margin=dict(l=60, r=10, t=30, b=40))
     note = (f"Input {list(shape)} (batch {batch}), {threads} CPU thread"
-            f"{'s' * (threads > 1)}, {repeats} interleaved rounds (one call of each model per "
-            f"round, same input) after 2 warm-up rounds; medians. ")
+            f"{'s' * (threads > 1)}, both models {FORMS[form]}, {repeats} interleaved rounds "
+            f"(one call of each model per round, same input) after 2 warm-up rounds; medians. ")
     if base_name != model_name:
         note += reading(times[model_name] / ref, meta["macs"] / base_meta["macs"], batch,
                         threads, shape)
@@ -102,11 +125,13 @@ def build() -> None:
         batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="batch size")
         threads = gr.Slider(1, MAX_THREADS, value=MAX_THREADS, step=1, label="CPU threads")
         repeats = gr.Slider(1, 50, value=10, step=1, label="timed rounds")
+    form = gr.Radio([(label, key) for key, label in FORMS.items()], value="inference",
+                    label="form of both models")
     measure = gr.Button("Measure", variant="primary")
     status = gr.Markdown(elem_id="speed-note")
     # stacked, not side by side: the table keeps all its columns on narrow screens
     table = gr.Dataframe(headers=HEADERS, label="latency on this machine", interactive=False,
                          wrap=True)
     plot = gr.Plot(label="median latency")
-    measure.click(speed, [pmodel, batch, threads, repeats], [table, plot, status],
+    measure.click(speed, [pmodel, batch, threads, repeats, form], [table, plot, status],
                   api_name="speed", concurrency_limit=1, concurrency_id="speed")

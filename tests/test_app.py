@@ -175,12 +175,15 @@ def test_volume_inference_on_mni152_memory_and_slices(app):
 
 def test_speed_tab_shows_batch_threads_and_a_reading(app):
     meta = [m for m in zoo_models("classification") if m["layout"]][0]
-    table, fig, note = app.predict(meta["name"], 2, 1, 2, api_name="/speed")
-    names = [r[0] for r in rows(table)]
-    assert names[0] == meta["name"] and len(names) == 2 and all(r[1] > 0 for r in rows(table))
-    assert plotly_json(fig)["data"][0]["type"] == "bar"
-    assert "batch 2" in note and "1 CPU thread" in note and "interleaved" in note
-    assert "model_speed.py" in note or "CAKES is faster" in note
+    for form, named in (("inference", "for_inference"), ("eager", "as loaded")):
+        table, fig, note = app.predict(meta["name"], 2, 1, 2, form, api_name="/speed")
+        names = [r[0] for r in rows(table)]
+        assert names[0] == meta["name"] and len(names) == 2 and all(r[1] > 0 for r in rows(table))
+        assert plotly_json(fig)["data"][0]["type"] == "bar"
+        assert "batch 2" in note and "1 CPU thread" in note and "interleaved" in note
+        assert named in note and ("model_speed.py" in note or "CAKES is faster" in note)
+    with pytest.raises(Exception, match="'compiled'.*not in the list of choices"):
+        app.predict(meta["name"], 2, 1, 2, "compiled", api_name="/speed")  # gradio refuses it
 
 
 # -- hostile and broken uploads ---------------------------------------------------------------
