@@ -15,9 +15,7 @@ from cakes_lite.inference import for_inference
 def exported_forms(model: torch.nn.Module, x: torch.Tensor) -> dict:
     """{"export": program module, "onnxrt": session runner}; a form whose tool is missing or
     fails is left out with a note on stdout (this is a benchmark script, not the library)."""
-    fast = for_inference(model)
-    with torch.no_grad():
-        fast(x)  # autotune the plans first: the exported graph holds the chosen ones
+    fast = for_inference(model, example=x)  # plans pinned: the exported graph holds them
     forms = {"export": export.export_program(fast, x).module()}
     if x.device.type != "cpu":
         return forms

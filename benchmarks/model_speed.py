@@ -5,15 +5,16 @@ their notebook input sizes) and batch size, every model runs forward (``torch.no
 mode) interleaved with its 3D parent, in two forms:
 
 * ``eager``: the model as loaded / built (``model.eval()``), NCDHW input;
-* ``infer``: :func:`cakes_lite.inference.for_inference` (BatchNorm folded into the convs,
-  channels_last_3d from the input on) - applied to the 3D parent too, so the comparison is fair.
+* ``infer``: :func:`cakes_lite.inference.for_inference` with ``example=`` the benchmark input
+  (BatchNorm folded into the convs, channels_last_3d from the input on, each CAKES layer's plan
+  chosen by timing the whole network, layers pinned to ``dense`` run as plain convs) - applied
+  to the 3D parent too, so the comparison is fair.
 
 Per model it prints the MAC ratio and time ratio versus the parent in the same form, and
 
     eff = (t_3d / t) / (MACs_3d / MACs)      (1 = time saved exactly as MACs saved)
 
-from medians of warmed-up, interleaved runs (the first warm-up round also autotunes the CAKES
-plans, see cakes_lite/autotune.py). ``--export`` adds torch.export and ONNX Runtime forms
+from medians of warmed-up, interleaved runs. ``--export`` adds torch.export and ONNX Runtime forms
 (benchmarks/_export_cases.py). Records machine, ISA, threads and load average; results:
 ``benchmarks/results/model_speed_<N>thread.json`` (N = threads) unless ``--out`` says otherwise.
 
@@ -78,7 +79,7 @@ def _cases(family: str, batch: int, device: str, export: bool):
     for name, model in build().items():
         model = model.to(device).eval()
         macs = profile(model, x).macs
-        forms = {"eager": model, "infer": for_inference(model)}
+        forms = {"eager": model, "infer": for_inference(model, example=x)}
         if export:
             from _export_cases import exported_forms
 
