@@ -85,4 +85,6 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> dic
                     times[plan].append(t)
         layer.plan = min(plans, key=lambda p: min(times[p]))
         chosen[name] = layer.plan
+        # drop the other plans' prepared weights (each a copy of the layer's weights)
+        layer._prepared = {k: v for k, v in layer._prepared.items() if k == layer.plan}
     return chosen

@@ -275,6 +275,7 @@ def test_tune_plans_keeps_the_plan_that_makes_the_network_fastest(monkeypatch):
     chosen = plan_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2)
     assert list(chosen) == [n for n, m in model.named_modules() if isinstance(m, CAKESConv3d)]
     assert set(chosen.values()) == {"fold"} and all(m.plan == "fold" for m in layers)
+    assert all(set(m._prepared) <= {"fold"} for m in layers)  # the losers' weights released
     cost.update(fold=9.0)  # now "conv3d" is the cheapest candidate every layer has
     assert set(plan_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16)).values()) == {"conv3d"}
     with pytest.raises(ValueError, match="repeats: expected a positive int, got 0"):
