@@ -128,13 +128,11 @@ def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
 
 
 def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
-            plans: list[str], repeats: int = 7, grad: bool = False,
-            reduce: Callable[[list[float]], float] = min) -> dict[str, float]:
-    """Milliseconds of each plan: one warm-up round, then ``repeats`` interleaved rounds reduced
-    by ``reduce`` (default ``min``: interference from other processes only ever adds time, and
-    with several threads one descheduled thread stalls the others, so a median of a few rounds
-    could still crown a plan that is 2× slower in steady state; it did, under load 1.4 on a
-    2-core machine).
+            plans: list[str], repeats: int = 7, grad: bool = False) -> dict[str, float]:
+    """Milliseconds of each plan: the fastest of ``repeats`` interleaved rounds after one warm-up
+    round (interference from other processes only ever adds time, and with several threads one
+    descheduled thread stalls the others, so a median of a few rounds could still crown a plan
+    that is 2× slower in steady state; it did, under load 1.4 on a 2-core machine).
 
     On CPU with one intra-op thread the clock is the thread's CPU time (time spent descheduled
     by other processes on a shared machine does not count), else wall-clock time.
@@ -153,7 +151,7 @@ def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.S
             sync()
             if r:
                 times[p].append((clock() - t0) * 1e3)
-    return {p: reduce(t) for p, t in times.items()}
+    return {p: min(t) for p, t in times.items()}
 
 
 def choose(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
