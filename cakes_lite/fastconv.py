@@ -141,9 +141,10 @@ class Prepared:
     cl_calls: list[tuple] | None = None
 
 
-def dense_kernel(weights: Weights) -> torch.Tensor:
-    """(C_out, C_in, k, k, k): every group's kernel embedded at the centre (k = largest size)."""
-    k = max(max(w.shape[2:]) for w in weights)
+def dense_kernel(weights: Weights, k: int | None = None) -> torch.Tensor:
+    """(C_out, C_in, k, k, k): every group's kernel embedded at the centre (default k: the
+    largest group's size; :meth:`cakes_lite.CAKESConv3d.dense_weight` passes the layer's)."""
+    k = k or max(max(w.shape[2:]) for w in weights)
     out = sum(w.shape[0] for w in weights)
     dense = weights[0].new_zeros(out, weights[0].shape[1], k, k, k)
     start = 0

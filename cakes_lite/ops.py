@@ -209,17 +209,8 @@ class CAKESConv3d(nn.Module):
         ``F.conv3d(x, layer.dense_weight(), layer.bias, layer.stride, layer.kernel_size // 2)``
         equals ``layer(x)``.
         """
-        k = self.kernel_size
-        first = next(iter(self.weights.values()))
-        dense = first.new_zeros(self.out_channels, self.in_channels, k, k, k)
-        start = 0
-        for _, w, _ in self.groups():
-            n = w.shape[0]
-            # embed (n, C_in, kd, kh, kw) at the centre of (n, C_in, k, k, k)
-            sl = [slice(k // 2 - s // 2, k // 2 + s // 2 + 1) for s in w.shape[2:]]
-            dense[start : start + n, :, sl[0], sl[1], sl[2]] = w
-            start += n
-        return dense
+        # each (n, C_in, kd, kh, kw) embedded at the centre of (n, C_in, k, k, k)
+        return fastconv.dense_kernel(list(self.weights.values()), self.kernel_size)
 
     @classmethod
     def from_conv(cls, conv: nn.Module, split: Mapping[str, int], init: str = "sum", *,
