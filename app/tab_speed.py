@@ -47,7 +47,7 @@ def _form(name: str, net: torch.nn.Module, form: str) -> torch.nn.Module:
     if form == "eager":
         return net
     if name not in _INFERENCE:
-        from cakes_lite.inference import for_inference
+        from cakes_lite.deploy.inference import for_inference
 
         _INFERENCE[name] = for_inference(net)
     return _INFERENCE[name]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from cakes_lite import export
-from cakes_lite.inference import for_inference
+from cakes_lite.deploy import export
+from cakes_lite.deploy.inference import for_inference
 
 
 def exported_forms(model: torch.nn.Module, x: torch.Tensor) -> dict:

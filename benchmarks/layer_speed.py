@@ -14,7 +14,7 @@ channels_last_3d input (its fastest CPU form) and ours on the same channels_last
 a network kept in channels_last_3d (CAKESConv3d returns that memory format). "t" columns are
 time ratios versus the full 3D conv. Results: benchmarks/results/layer_speed.json.
 
-The "plan" column is the plan each CAKES layer's autotuning chose (cakes_lite/autotune.py;
+The "plan" column is the plan each CAKES layer's autotuning chose (cakes_lite/fast/autotune.py;
 chosen in the first warm-up round, separately for forward and forward+backward).
 
 "eff_parts": what one vendor conv call per group gives at best: each group alone (its own
@@ -47,7 +47,8 @@ reexec_with_malloc_tunables()  # before torch: page faults make CPU timings bimo
 
 import torch  # noqa: E402
 
-from cakes_lite import CAKESConv3d, autotune, profile  # noqa: E402
+from cakes_lite import CAKESConv3d, profile  # noqa: E402
+from cakes_lite.fast import autotune  # noqa: E402
 from cakes_lite.baselines import r2plus1d  # noqa: E402
 from cakes_lite.speed import GLIBC_TUNABLES as _TUNABLES  # noqa: E402
 from cakes_lite.speed import latency_samples  # noqa: E402

@@ -5,7 +5,7 @@ their notebook input sizes) and batch size, every model runs forward (``torch.no
 mode) interleaved with its 3D parent, in two forms:
 
 * ``eager``: the model as loaded / built (``model.eval()``), NCDHW input;
-* ``infer``: :func:`cakes_lite.inference.for_inference` with ``example=`` the benchmark input
+* ``infer``: :func:`cakes_lite.deploy.inference.for_inference` with ``example=`` the benchmark input
   (BatchNorm folded into the convs, channels_last_3d from the input on, each CAKES layer's plan
   chosen by timing the whole network, layers pinned to ``dense`` run as plain convs) - applied
   to the 3D parent too, so the comparison is fair.
@@ -41,7 +41,7 @@ reexec_with_malloc_tunables()  # before torch: page faults make CPU timings bimo
 import torch  # noqa: E402
 
 from cakes_lite import profile, zoo  # noqa: E402
-from cakes_lite.inference import for_inference  # noqa: E402
+from cakes_lite.deploy.inference import for_inference  # noqa: E402
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny  # noqa: E402
 from cakes_lite.speed import latency_samples  # noqa: E402
 

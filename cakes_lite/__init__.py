@@ -47,9 +47,11 @@ _EXPORTS: dict[str, str] = {
                      "sparsity_step", "supernet"), "search"),
     **dict.fromkeys(("MODELS", "build_model", "resnet3d_tiny", "unet3d_tiny"), "models"),
     **dict.fromkeys(("evaluate", "fit", "load_checkpoint", "save_checkpoint"), "train"),
-    **dict.fromkeys(("for_inference", "fold_batchnorm"), "inference"),
-    "set_autotune": "autotune",
+    **dict.fromkeys(("for_inference", "fold_batchnorm"), "deploy.inference"),
+    "set_autotune": "fast.autotune",
 }
+#: modules reachable as attributes that live in a subpackage: ``cakes_lite.export.export_onnx``
+_MODULES: dict[str, str] = {"export": "deploy.export"}
 
 __all__ = [
     # sub-kernels
@@ -74,6 +76,8 @@ def __getattr__(name: str) -> Any:
     """Import a public name (or a submodule such as ``cakes_lite.baselines``) on first use."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)
     else:
         try:
             value = importlib.import_module(f".{name}", __name__)

@@ -70,7 +70,7 @@ class LayerCost:
     macs: int
     params: int
     output_shape: tuple[int, ...] = ()
-    plan: str | None = None  # CAKESConv3d: the forward plan it ran (see cakes_lite.autotune)
+    plan: str | None = None  # CAKESConv3d: the forward plan it ran (see cakes_lite.fast.autotune)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from . import autotune, fastconv
+from .fast import autotune, plans
 from ._helpers import check_kernel_size, triple
 from .kernels import SUBKERNELS, check_subkernel, kernel_shape
 
@@ -61,10 +61,10 @@ class CAKESConv3d(nn.Module):
         stride: int or (d, h, w).
         bias: add a learnable bias per output channel.
         impl: forward implementation: ``"fast"`` (default: grouped calls, see
-            ``cakes_lite/fastconv.py``), ``"direct"`` (one conv3d per group + cat, as the official
+            ``cakes_lite/fast/plans.py``), ``"direct"`` (one conv3d per group + cat, as the official
             code) or ``"direct_cl"`` (the same on channels_last_3d); all give equal results.
-        plan: the fast path's plan (one of ``cakes_lite.fastconv.PLANS``) or None (default:
-            measured once per input shape and cached, see :mod:`cakes_lite.autotune`).
+        plan: the fast path's plan (one of ``cakes_lite.fast.plans.PLANS``) or None (default:
+            measured once per input shape and cached, see :mod:`cakes_lite.fast.autotune`).
 
     Attributes:
         last_plan: the plan the last forward ran (``"direct"`` for the direct impls), or None.
@@ -107,7 +107,7 @@ class CAKESConv3d(nn.Module):
         self.plan = plan
         self.last_plan: str | None = None
         self.allow_dense = False
-        self._prepared: dict[str, tuple[tuple, fastconv.Prepared]] = {}  # inference cache
+        self._prepared: dict[str, tuple[tuple, plans.Prepared]] = {}  # inference cache
         self._fast: tuple | None = None  # (input signature, weight stamp, plan) of the last call
         self.reset_parameters()
 
@@ -118,17 +118,17 @@ class CAKESConv3d(nn.Module):
 
     @impl.setter
     def impl(self, value: str) -> None:
-        self._impl = fastconv.check_impl(value)
+        self._impl = plans.check_impl(value)
 
     @property
     def plan(self) -> str | None:
-        """The fast path's plan (one of ``fastconv.PLANS``), or None for measured (autotuned)."""
+        """The fast path's plan (one of ``plans.PLANS``), or None for measured (autotuned)."""
         return self._plan
 
     @plan.setter
     def plan(self, value: str | None) -> None:
-        if value is not None and value not in fastconv.PLANS:
-            raise ValueError(f"plan: expected None or one of {fastconv.PLANS}, got {value!r}")
+        if value is not None and value not in plans.PLANS:
+            raise ValueError(f"plan: expected None or one of {plans.PLANS}, got {value!r}")
         self._plan = value
 
     def reset_parameters(self) -> None:
@@ -159,19 +159,19 @@ class CAKESConv3d(nn.Module):
             # inference fast path: same input layout, threads and weights as the last call
             sig, stamp, prep = fast
             if sig == self._signature(x) and stamp == self._stamp():
-                return fastconv.run(x, prep, self.stride)
+                return plans.run(x, prep, self.stride)
         weights = list(self.weights.values())
         if self._impl != "fast":
             self.last_plan = "direct"
-            return fastconv.forward(x, weights, self.bias, self.stride, self._impl)
-        # groups share big conv calls (see cakes_lite/fastconv.py)
+            return plans.forward(x, weights, self.bias, self.stride, self._impl)
+        # groups share big conv calls (see cakes_lite/fast/plans.py)
         plan = self._plan or autotune.choose(x, weights, self.bias, self.stride, self.allow_dense)
         self.last_plan = plan
         prep = self._prepare(weights, plan)
         self._fast = None
         if not torch.is_grad_enabled():
             self._fast = (self._signature(x), self._stamp(), prep)
-        return fastconv.run(x, prep, self.stride)
+        return plans.run(x, prep, self.stride)
 
     def _signature(self, x: torch.Tensor) -> tuple:
         """What the plan choice depends on besides the weights."""
@@ -186,19 +186,19 @@ class CAKESConv3d(nn.Module):
         return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params
                      if p is not None)
 
-    def _prepare(self, weights: list[torch.Tensor], plan: str) -> fastconv.Prepared:
+    def _prepare(self, weights: list[torch.Tensor], plan: str) -> plans.Prepared:
         """The plan's calls on the current weights; cached while no gradient is recorded, and
         rebuilt whenever a weight changes (in-place version counter, storage, dtype or device)."""
         params = [*weights, *([] if self.bias is None else [self.bias])]
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return fastconv.prepare(weights, self.bias, self.stride, plan)  # autograd sees it
+            return plans.prepare(weights, self.bias, self.stride, plan)  # autograd sees it
         stamp = self._stamp()
         hit = self._prepared.get(plan)
         if hit is None or hit[0] != stamp:
             with torch.no_grad():
-                hit = (stamp, fastconv.prepare(weights, self.bias, self.stride, plan))
+                hit = (stamp, plans.prepare(weights, self.bias, self.stride, plan))
             # one entry per plan while the weights stay the same (plans compared in a network
-            # by cakes_lite.plan_tuning alternate without re-preparing)
+            # by cakes_lite.deploy.network_tuning alternate without re-preparing)
             self._prepared = {k: v for k, v in self._prepared.items() if v[0] == stamp}
             self._prepared[plan] = hit
         return hit[1]
@@ -210,7 +210,7 @@ class CAKESConv3d(nn.Module):
         equals ``layer(x)``.
         """
         # each (n, C_in, kd, kh, kw) embedded at the centre of (n, C_in, k, k, k)
-        return fastconv.dense_kernel(list(self.weights.values()), self.kernel_size)
+        return plans.dense_kernel(list(self.weights.values()), self.kernel_size)
 
     @classmethod
     def from_conv(cls, conv: nn.Module, split: Mapping[str, int], init: str = "sum", *,

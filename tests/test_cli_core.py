@@ -131,7 +131,7 @@ def test_help_answers_without_importing_torch():
 
 
 def test_profile_table_shows_each_cakes_layers_forward_plan(capsys):
-    from cakes_lite.fastconv import PLANS
+    from cakes_lite.fast.plans import PLANS
 
     assert main(["profile", "--uniform", "video-123d", "--input", "1,3,8,16,16"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import cakes_lite as cl
-from cakes_lite import export, fastconv
-from cakes_lite.inference import for_inference
+from cakes_lite.deploy import export
+from cakes_lite.deploy.inference import for_inference
+from cakes_lite.fast import plans as fastconv
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from cakes_lite import CAKESConv3d, Layout
-from cakes_lite.inference import fold_batchnorm, for_inference
+from cakes_lite.deploy.inference import fold_batchnorm, for_inference
 from cakes_lite.layout import is_searchable
 from cakes_lite.models import (
     MODELS,
@@ -211,7 +211,7 @@ def test_fold_batchnorm_skips_a_conv_whose_output_is_also_used_elsewhere():
     ((2, 3, 1), True, (3, 4, 2, 5, 3)),
 ])
 def test_for_inference_runs_kernel_equals_stride_upsampling_as_one_matmul(kernel, bias, shape):
-    from cakes_lite.inference import _UpConv3d
+    from cakes_lite.deploy.inference import _UpConv3d
 
     up = nn.ConvTranspose3d(shape[1], 7, kernel, kernel, bias=bias)
     fast = for_inference(nn.Sequential(up))
@@ -239,7 +239,7 @@ def test_for_inference_runs_kernel_equals_stride_upsampling_as_one_matmul(kernel
     (unet3d_tiny, "cakes:volume-2d", (1, 1, 8, 8, 8)),
 ])
 def test_for_inference_with_example_pins_plans_in_the_network(factory, builder, shape):
-    from cakes_lite.inference import _Conv3d
+    from cakes_lite.deploy.inference import _Conv3d
 
     model = _trained_bn(factory(builder=builder))
     parent = _trained_bn(factory(builder="3d"))
@@ -259,7 +259,7 @@ def test_for_inference_with_example_pins_plans_in_the_network(factory, builder, 
 
 
 def test_tune_plans_keeps_the_plan_that_makes_the_network_fastest(monkeypatch):
-    from cakes_lite import plan_tuning
+    from cakes_lite.deploy import network_tuning as plan_tuning
 
     model = for_inference(resnet3d_tiny(builder="cakes").eval())
     layers = [m for m in model.modules() if isinstance(m, CAKESConv3d)]

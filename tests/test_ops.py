@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite import fastconv
+from cakes_lite.fast import plans as fastconv
 from cakes_lite.kernels import kernel_shape
 
 STRIDES = [1, 2, (1, 2, 2), (1, 2, 3), (2, 3, 1)]

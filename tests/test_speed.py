@@ -1,4 +1,4 @@
-"""The fast CAKESConv3d paths (cakes_lite/fastconv.py) equal the dense reference, forward and
+"""The fast CAKESConv3d paths (cakes_lite/fast/plans.py) equal the dense reference, forward and
 gradients; the latency helpers (cakes_lite/speed.py) return what they promise."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite import autotune, fastconv
+from cakes_lite.fast import autotune
+from cakes_lite.fast import plans as fastconv
 from cakes_lite.speed import compare_latency, latency, latency_samples
 
 C_IN = 64  # the plan depends on C_in (the cost model's per-call terms)

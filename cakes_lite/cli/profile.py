@@ -107,7 +107,7 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
 def format_table(report: dict[str, Any]) -> str:
     """The report as an aligned text table with totals."""
     total = report["macs"] or 1
-    # "plan": the forward plan each CAKES layer ran (measured once per shape: cakes_lite.autotune)
+    # "plan": the forward plan each CAKES layer ran (measured once per shape: cakes_lite.fast.autotune)
     plans = any(r.get("plan") for r in report["layers"])
     head = ("layer", "type", "output", "MACs", "% MACs", "params") + (("plan",) if plans else ())
     lines = [(r["name"], r["type"], "×".join(map(str, r["output_shape"])), f"{r['macs']:,}",

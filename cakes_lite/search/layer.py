@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import fastconv
+from ..fast import plans
 from ..kernels import kernel_shape, kernel_volume, resolve_space
 from ..ops import check_kernel_size, triple
 
@@ -104,7 +104,7 @@ class SearchConv3d(nn.Module):
         impl: how performance mode convolves: ``"dense"`` (default: the C_out sampled filters
             zero-embedded in k×k×k kernels, one conv3d: on CPU a split layer is barely faster
             than the full conv at these widths, and this needs no extra calls) or
-            ``"fast"`` / ``"direct"`` (one call per sub-kernel family, :mod:`cakes_lite.fastconv`).
+            ``"fast"`` / ``"direct"`` (one call per sub-kernel family, :mod:`cakes_lite.fast.plans`).
             Cost mode always groups (``"fast"`` unless ``"direct"``).
     """
 
@@ -195,9 +195,9 @@ class SearchConv3d(nn.Module):
         weights = [w if r is None else w.index_select(0, r)  # only these filters are computed
                    for w, r in zip((self.weights[n] for n in self.candidates), rows)
                    if r is None or r.numel()]
-        # groups share conv calls where that is faster (cakes_lite/fastconv.py), as CAKESConv3d
+        # groups share conv calls where that is faster (cakes_lite/fast/plans.py), as CAKESConv3d
         impl = "fast" if self.impl == "dense" else self.impl
-        y = fastconv.forward(x, weights, None, self.stride, impl)
+        y = plans.forward(x, weights, None, self.stride, impl)
         # NCDHW again: BatchNorm's CPU backward is many times slower on channels_last_3d input
         # whenever the incoming gradient is not channels_last too
         return y.contiguous()
@@ -220,7 +220,7 @@ class SearchConv3d(nn.Module):
             # one conv3d with the C_out chosen filters embedded in k×k×k kernels: the time of
             # the plain layer, and nothing of the n·C_out - C_out other candidates is computed
             y = F.conv3d(x, self._embedded(op), None, self.stride, self.kernel_size // 2)
-        else:  # one call per sub-kernel family (fastconv), then back to channel order
+        else:  # one call per sub-kernel family (fast/plans.py), then back to channel order
             grouped = torch.sort(idx).values
             y = self._grouped(x, [grouped[grouped // c_out == i] % c_out
                                   for i in range(len(self.candidates))])

@@ -1,13 +1,13 @@
 """Choosing each CAKES layer's plan inside the network it runs in (inference).
 
-:mod:`cakes_lite.autotune` times a layer's plans on their own, on an input that stays in cache
+:mod:`cakes_lite.fast.autotune` times a layer's plans on their own, on an input that stays in cache
 between repeats. Inside a network the layer reads what the previous layer just wrote and its
 temporaries compete with the rest of the model for cache, so a plan that wins alone can lose in
 place: in the bundled ``video_cakes_budget`` at batch 8 the tap-folded plan measured 10 % faster
 than ``dense`` alone and made the whole model 4 % slower. :func:`tune_plans` therefore times the
 *whole forward* with each candidate plan of one layer, the other layers fixed, layer after layer
 (one pass of coordinate descent), and pins the winners (``layer.plan``). With ``dense`` among the
-candidates (:func:`cakes_lite.inference.for_inference` allows it) a layer keeps a cheaper plan
+candidates (:func:`cakes_lite.deploy.inference.for_inference` allows it) a layer keeps a cheaper plan
 only where that makes the network faster. Used by ``for_inference(model, example=x)``.
 """
 
@@ -18,8 +18,8 @@ import time
 import torch
 from torch import nn
 
-from . import autotune
-from .ops import CAKESConv3d
+from ..fast import autotune
+from ..ops import CAKESConv3d
 
 
 def _timer(model: nn.Module, x: torch.Tensor):
@@ -38,13 +38,13 @@ def _timer(model: nn.Module, x: torch.Tensor):
 def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> dict[str, str]:
     """Pin every CAKESConv3d's plan to the one that makes ``model(example)`` fastest.
 
-    Each layer's candidates (:func:`cakes_lite.autotune.candidates`; ``"dense"`` where the layer
+    Each layer's candidates (:func:`cakes_lite.fast.autotune.candidates`; ``"dense"`` where the layer
     has ``allow_dense``) are timed as whole forwards, interleaved, ``repeats`` rounds after a
     warm-up, the fastest round of each kept (interference only adds time). Costs about
     ``layers × candidates × (repeats + 1)`` forwards.
 
     Args:
-        model: an eval-mode network (e.g. from :func:`cakes_lite.inference.for_inference`);
+        model: an eval-mode network (e.g. from :func:`cakes_lite.deploy.inference.for_inference`);
             changed in place: each CAKESConv3d's ``plan`` is set.
         example: an input of the shape that will be served (plans depend on shapes).
         repeats: timed rounds per layer.
@@ -63,7 +63,7 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> dic
     run = _timer(model, example)
     for _, layer in layers:
         layer.plan = None
-    run()  # every layer measured alone first (cakes_lite/autotune.py): the starting point
+    run()  # every layer measured alone first (cakes_lite/fast/autotune.py): the starting point
     for _, layer in layers:
         layer.plan = layer.last_plan if layer.impl == "fast" else None
     chosen = {}

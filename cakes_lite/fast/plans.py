@@ -26,13 +26,13 @@ A *plan* says which groups run how (:data:`PLANS`):
 * ``"direct"``: the same calls on the input's own memory format, concatenated with ``torch.cat``
   (the official code's forward; its output keeps the input's memory format);
 * ``"dense"``: one ``conv3d`` with the zero-embedded k×k×k kernel: the time (and the MACs) of
-  the parent 3D layer; a candidate only where allowed (``allow_dense``, see cakes_lite/autotune.py).
+  the parent 3D layer; a candidate only where allowed (``allow_dense``, see cakes_lite/fast/autotune.py).
 
 Temporal stride > 1: ``conv3d`` for every group but the columns, in every plan. Which plan is
-fastest depends on the CPU/GPU, threads, dtype and shapes, so :mod:`cakes_lite.autotune` measures
+fastest depends on the CPU/GPU, threads, dtype and shapes, so :mod:`cakes_lite.fast.autotune` measures
 it once per shape and caches it (like ``torch.backends.cudnn.benchmark``). Everything but
 ``"direct"`` runs in channels_last_3d memory; the output is assembled in one pass forward and
-backward (cakes_lite/assemble.py). Speed: benchmarks/layer_speed.py; equality with the dense reference:
+backward (cakes_lite/fast/assemble.py). Speed: benchmarks/layer_speed.py; equality with the dense reference:
 tests/test_speed.py and tests/test_ops.py.
 """
 
@@ -125,7 +125,7 @@ class Prepared:
         calls: ``("conv3d", w, b, padding)``, ``("columns", w (n, C, kd, 1), b, kd)`` or
             ``("taps", w (M, C, kh, kw), b, (kh, kw))``; each call is one source of the output.
         recipe: entries (source, source channel, count, output channel, D offset dt), sorted with
-            the dt = 0 copies first (see cakes_lite/assemble.py).
+            the dt = 0 copies first (see cakes_lite/fast/assemble.py).
         out_channels: C_out.
         kinds: which mechanisms run: subset of {"conv3d", "columns", "taps", "shift"}.
         cl_calls: plan ``"direct"`` only: the same calls with channels_last_3d weights, used for

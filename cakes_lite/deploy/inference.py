@@ -11,11 +11,11 @@
 * :func:`for_inference`: an eval-mode copy with BN folded and everything in
   ``torch.channels_last_3d`` memory from the input on (5D weights too), so no layer converts
   memory formats (CAKESConv3d computes and returns channels_last_3d anyway); plain Conv3d layers
-  go through :func:`cakes_lite.fastconv.conv` (oneDNN for a single sample too), as CAKESConv3d's
+  go through :func:`cakes_lite.fast.plans.conv` (oneDNN for a single sample too), as CAKESConv3d's
   own calls do - applied to a 3D parent as well, it keeps comparisons fair; a
   ``ConvTranspose3d`` whose kernel equals its stride (U-Net up-sampling) becomes one matrix
   product (``_UpConv3d``). Given ``example=x``, it also times each CAKES layer's plans inside
-  the whole network (:mod:`cakes_lite.plan_tuning`), pins the winners, and turns layers pinned
+  the whole network (:mod:`cakes_lite.deploy.network_tuning`), pins the winners, and turns layers pinned
   to ``"dense"`` into the plain conv they run.
 
 The caller's model is never changed. Speed: ``benchmarks/model_speed.py``.
@@ -29,8 +29,8 @@ import math
 import torch
 from torch import fx, nn
 
-from . import fastconv
-from .ops import CAKESConv3d
+from ..fast import plans
+from ..ops import CAKESConv3d
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, CAKESConv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -132,7 +132,7 @@ class ChannelsLast3d(nn.Module):
 
 
 class _Conv3d(nn.Module):
-    """An ``nn.Conv3d`` run through :func:`cakes_lite.fastconv.conv` (oneDNN also for a batch of
+    """An ``nn.Conv3d`` run through :func:`cakes_lite.fast.plans.conv` (oneDNN also for a batch of
     one sample on CPU, where PyTorch picks a slow im2col kernel), output in channels_last_3d
     memory (a conv with one input channel would otherwise return NCDHW, which every later layer
     inherits)."""
@@ -143,7 +143,7 @@ class _Conv3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
-        y = fastconv.conv(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
+        y = plans.conv(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
         return y.contiguous(memory_format=torch.channels_last_3d)
 
     def cakes_macs(self, inputs: tuple, out: torch.Tensor) -> int:
@@ -184,7 +184,7 @@ class _UpConv3d(nn.Module):
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         c = self.conv
         if output_size is not None or x.dim() != 5 or x.device.type != "cpu" or \
-                fastconv._traced():
+                plans._traced():
             return c(x, output_size) if output_size is not None else \
                 c(x).contiguous(memory_format=torch.channels_last_3d)
         n, c_in, d, h, w = x.shape
@@ -231,7 +231,7 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
             faster, so no layer is slower than its 3D parent; the layer's ``last_plan`` says
             ``"dense"`` then. False: every layer does only its own MACs.
         example: an input of the shape you will serve: each CAKESConv3d's plan is then chosen
-            by timing the whole network (:func:`cakes_lite.plan_tuning.tune_plans`; a plan that
+            by timing the whole network (:func:`cakes_lite.deploy.network_tuning.tune_plans`; a plan that
             wins alone can lose inside the network) and pinned. Costs
             ~layers × plans × 6 forwards once. None: plans measured per layer on first use.
 
@@ -240,7 +240,7 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
 
     Example::
 
-        fast = cl.inference.for_inference(model)
+        fast = cl.for_inference(model)
         with torch.inference_mode():
             logits = fast(clips)  # (N, C, T, H, W) -> same as model.eval()(clips)
     """
@@ -253,7 +253,7 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
         out = ChannelsLast3d(out.to(memory_format=torch.channels_last_3d))
     out = out.eval()
     if example is not None and any(isinstance(m, CAKESConv3d) for m in out.modules()):
-        from .plan_tuning import tune_plans
+        from .network_tuning import tune_plans
 
         tune_plans(out, example)
         _replace_dense(out)

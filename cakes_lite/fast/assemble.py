@@ -1,4 +1,4 @@
-"""Assembling a CAKES layer's output from its grouped conv calls (used by ``fastconv.run``).
+"""Assembling a CAKES layer's output from its grouped conv calls (used by ``plans.run``).
 
 Each conv call of a plan is a *source* (N, D', H', W', M) in channels_last_3d memory; a *recipe*
 of entries (source, source channel, count, output channel, D offset dt) says where its channels

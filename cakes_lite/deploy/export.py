@@ -1,13 +1,13 @@
 """Deploy a (shrunk) model: ``torch.export`` programs and ONNX files for ONNX Runtime.
 
 CAKESConv3d exports like any PyTorch layer: under tracing its fast path uses only public ops
-(convolutions, slices, zero-padded shifts, adds, one cat; see cakes_lite/fastconv.py), so the
+(convolutions, slices, zero-padded shifts, adds, one cat; see cakes_lite/fast/plans.py), so the
 graph holds the grouped calls of the plan the layer would run. Export the inference form
-(:func:`cakes_lite.inference.for_inference`: BatchNorm folded, channels_last_3d) for speed.
+(:func:`cakes_lite.deploy.inference.for_inference`: BatchNorm folded, channels_last_3d) for speed.
 
 Example::
 
-    fast = cl.inference.for_inference(shrunk)
+    fast = cl.for_inference(shrunk)
     program = cl.export.export_program(fast, clips)        # torch.export.ExportedProgram
     cl.export.export_onnx(fast, clips, "model.onnx")        # then onnxruntime.InferenceSession
 

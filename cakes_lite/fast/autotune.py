@@ -1,6 +1,6 @@
 """Measured plan choice for CAKESConv3d's fast forward (like ``torch.backends.cudnn.benchmark``).
 
-Which plan of :mod:`cakes_lite.fastconv` is fastest depends on the machine (vector ISA, cache,
+Which plan of :mod:`cakes_lite.fast.plans` is fastest depends on the machine (vector ISA, cache,
 threads), the dtype, the device and the shapes; a static cost model describes one CPU. So the
 first forward of a layer on a new (input shape and memory format, split, stride, bias, dtype,
 device, threads, grad mode) key times every candidate plan, interleaved (forward, or forward + backward when
@@ -15,7 +15,7 @@ faster steps, run-to-run rounding then depends on timing. Switch measuring off e
 ``set_autotune(False)`` or ``CAKES_LITE_AUTOTUNE=0``: every layer then runs ``"mixed"``.
 The ``"dense"`` plan (the parent k×k×k conv's MACs, one call) is a candidate only with
 ``set_autotune(True, dense=True)`` or for layers with ``allow_dense = True`` (what
-:func:`cakes_lite.inference.for_inference` sets on its copy): it can win for tiny layers, where
+:func:`cakes_lite.deploy.inference.for_inference` sets on its copy): it can win for tiny layers, where
 per-call overheads dominate, but does MACs the layer does not have. Nothing is timed under tracing, ``torch.compile``/``torch.export``, or a dispatch mode
 such as FlopCounterMode: a cached plan is used if there is one, else ``"mixed"``.
 """
@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import fastconv
+from .plans import PLANS, Stride, Weights, _traced, fast, prepare, run
 
 _ENV = os.environ.get("CAKES_LITE_AUTOTUNE", "1").strip().lower()
 _STATE = {"enabled": _ENV != "0", "training": _ENV == "all", "dense": False}
@@ -76,10 +76,10 @@ def clear_cache() -> None:
 
 def _tracing(x: torch.Tensor) -> bool:
     """True under jit tracing, torch.compile / export, or any dispatch / function mode."""
-    return fastconv._traced() or type(x) not in (torch.Tensor, torch.nn.Parameter)
+    return _traced() or type(x) not in (torch.Tensor, torch.nn.Parameter)
 
 
-def key(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
+def key(x: torch.Tensor, weights: Weights, bias, stride: Stride,
         dense: bool = False) -> tuple:
     grad = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
     return (tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last_3d),
@@ -88,14 +88,14 @@ def key(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Strid
             dense or bool(_STATE["dense"]))
 
 
-def candidates(weights: fastconv.Weights, stride: fastconv.Stride,
+def candidates(weights: Weights, stride: Stride,
                dense: bool = False) -> list[str]:
     """The plans worth timing for these groups (plans that prepare the same calls dropped)."""
     out, seen = [], set()
     dense = dense or bool(_STATE["dense"])
-    names = fastconv.PLANS if dense else tuple(p for p in fastconv.PLANS if p != "dense")
+    names = PLANS if dense else tuple(p for p in PLANS if p != "dense")
     for plan in names:
-        prep = fastconv.prepare([w.detach() for w in weights], None, stride, plan)
+        prep = prepare([w.detach() for w in weights], None, stride, plan)
         shape = (plan == "direct", tuple((c[0], tuple(c[1].shape)) for c in prep.calls))
         if shape not in seen:
             seen.add(shape)
@@ -108,18 +108,18 @@ def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
     gradients the plan is prepared inside the step, as the layer does then."""
     if not grad:  # inference: the layer caches the prepared weights, so time only the run
         with torch.no_grad():
-            prep = fastconv.prepare(weights, bias, stride, plan)
+            prep = prepare(weights, bias, stride, plan)
 
         def fwd() -> None:
             with torch.no_grad():
-                fastconv.run(x, prep, stride)
+                run(x, prep, stride)
         return fwd
     xs = x.detach().requires_grad_(x.requires_grad)
     ws = [w.detach().requires_grad_(w.requires_grad) for w in weights]
     bs = None if bias is None else bias.detach().requires_grad_(bias.requires_grad)
 
     def fwd_bwd() -> None:
-        y = fastconv.fast(xs, ws, bs, stride, plan)
+        y = fast(xs, ws, bs, stride, plan)
         y.backward(torch.ones_like(y))
         xs.grad = None
         for w in ws:
@@ -127,7 +127,7 @@ def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
     return fwd_bwd
 
 
-def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
+def measure(x: torch.Tensor, weights: Weights, bias, stride: Stride,
             plans: list[str], repeats: int = 7, grad: bool = False) -> dict[str, float]:
     """Milliseconds of each plan: the fastest of ``repeats`` interleaved rounds after one warm-up
     round (interference from other processes only ever adds time, and with several threads one
@@ -154,7 +154,7 @@ def measure(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.S
     return {p: min(t) for p, t in times.items()}
 
 
-def choose(x: torch.Tensor, weights: fastconv.Weights, bias, stride: fastconv.Stride,
+def choose(x: torch.Tensor, weights: Weights, bias, stride: Stride,
            dense: bool = False) -> str:
     """The plan for this call: measured once per key and cached, or ``"mixed"`` when off.
     ``dense``: let the ``"dense"`` plan compete (see the module docstring)."""
