@@ -213,3 +213,9 @@ def test_module_can_declare_its_own_macs():
 def test_profile_rejects_bad_input_shape(shape):
     with pytest.raises(ValueError, match="input_shape"):
         cl.profile(nn.Conv3d(2, 2, 1), shape)
+
+
+def test_profile_rows_name_the_plan_each_cakes_layer_ran():
+    layer = cl.CAKESConv3d(2, {"kxkxk": 1, "1xkxk": 1}, plan="fold")
+    row = cl.profile(nn.Sequential(layer, nn.ReLU()), (1, 2, 3, 4, 4)).layers[0]
+    assert row.type == "CAKESConv3d" and row.plan == "fold"

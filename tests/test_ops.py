@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite.fast import plans as fastconv
+from cakes_lite.fast import plans
 from cakes_lite.kernels import kernel_shape
 
 STRIDES = [1, 2, (1, 2, 2), (1, 2, 3), (2, 3, 1)]
@@ -39,6 +39,11 @@ def layer_cases(draw):
         # odd, even and anisotropic sizes, including sizes smaller than the kernel
         "size": tuple(draw(st.integers(1, 7)) for _ in range(3)),
     }
+
+
+def dense_reference(layer: cl.CAKESConv3d, x: torch.Tensor) -> torch.Tensor:
+    """What ``layer(x)`` must equal: F.conv3d with the layer's dense_weight()."""
+    return F.conv3d(x, layer.dense_weight(), layer.bias, layer.stride, layer.kernel_size // 2)
 
 
 def check_against_dense(layer: cl.CAKESConv3d, x: torch.Tensor) -> None:
@@ -96,7 +101,7 @@ def _reached(layer: cl.CAKESConv3d) -> set[str]:
     if layer.impl != "fast":
         return set()
     weights = list(layer.weights.values())
-    kinds = set(fastconv.prepare(weights, layer.bias, layer.stride, layer.last_plan).kinds)
+    kinds = set(plans.prepare(weights, layer.bias, layer.stride, layer.last_plan).kinds)
     if layer.last_plan == "dense":
         kinds.add("dense")
     if "columns" in kinds and layer.stride[1] != layer.stride[2]:
@@ -280,3 +285,24 @@ def test_from_conv_rejects_a_split_that_does_not_fill_the_conv():
     conv = nn.Conv3d(3, 8, 3, padding=1)
     with pytest.raises(ValueError, match=r"must sum to conv.out_channels=8, got 4"):
         cl.CAKESConv3d.from_conv(conv, {"kxkxk": 4})
+
+
+@pytest.mark.parametrize("plan", plans.PLANS)
+def test_inference_cache_follows_weight_changes(plan):
+    layer = cl.CAKESConv3d(4, {"kxkxk": 3, "1xkxk": 2, "kx1x1": 2}, bias=True, plan=plan)
+    x = torch.randn(2, 4, 3, 4, 5)
+    with torch.no_grad():
+        layer(x)
+        cached = layer._prepared[plan][1]
+        assert layer._prepared[plan][1] is cached and layer(x) is not None
+        assert layer._prepared[plan][1] is cached  # reused while nothing changed
+        for p in layer.parameters():  # e.g. an optimizer step or load_state_dict
+            p.mul_(-0.5)
+        torch.testing.assert_close(layer(x), dense_reference(layer, x), rtol=1e-5, atol=1e-5)
+        layer.double()  # new storage and dtype
+        xd = x.double()
+        torch.testing.assert_close(layer(xd), dense_reference(layer, xd), rtol=1e-10, atol=1e-10)
+    # with gradients recorded, the plan is rebuilt from the parameters (autograd sees it)
+    y = layer(xd)
+    y.sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())

@@ -1,5 +1,5 @@
 """cakes_lite on networks it did not write: MONAI's BasicUNet and SegResNet, a video ResNet built
-like torchvision's (nn.Conv3d subclasses), and the registry of replaceable conv types.
+like torchvision's (nn.Conv3d subclasses). The registry of conv types: tests/test_convtypes.py.
 
 torchvision's PyPI wheels do not import with the CPU build of torch pinned here (its compiled ops
 fail to register), so the video ResNet is a faithful local copy of torchvision's
@@ -12,11 +12,10 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite.convtypes import ConvGeometry, is_searchable
+from cakes_lite.convtypes import is_searchable
 from cakes_lite.search import search_layers
 from cakes_lite.search.bn_pairing import pair_by_fx, pair_by_hooks
 from test_search_supernet import randomised as with_bn_stats  # random BN stats, eval mode
@@ -154,76 +153,6 @@ def test_video_resnet_short_search_and_derive(arch, one_thread):
     assert cl.shrink(model, budgeted)(batches[0][0]).shape == (2, 5)
 
 
-# -- the registry --------------------------------------------------------------------------------
-class WSConv3d(nn.Conv3d):
-    """Weight-standardised conv: overrides forward, so it is not a plain convolution."""
-
-    def forward(self, x):
-        w = self.weight - self.weight.mean(dim=(1, 2, 3, 4), keepdim=True)
-        return self._conv_forward(x, w, self.bias)
-
-
-class MyConv(nn.Module):
-    """A third-party conv with its own forward and attribute names (not an nn.Conv3d)."""
-
-    def __init__(self, cin, cout, k=3):
-        super().__init__()
-        self.kernel = nn.Parameter(torch.randn(cout, cin, k, k, k) * 0.1)
-        self.k = k
-
-    def forward(self, x):
-        return F.conv3d(x, self.kernel, None, 1, self.k // 2)
-
-
-def my_geometry(m: MyConv) -> ConvGeometry:
-    cout, cin = m.kernel.shape[:2]
-    return ConvGeometry(cin, cout, (m.k,) * 3, (1, 1, 1), (m.k // 2,) * 3, (1, 1, 1), 1, "zeros",
-                        m.kernel, None)
-
-
-@pytest.fixture
-def registry():
-    yield cl.register_conv_type
-    cl.unregister_conv_type(WSConv3d)
-    cl.unregister_conv_type(MyConv)
-
-
-def test_subclass_overriding_forward_is_refused_with_the_reason_until_registered(registry):
-    model = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), WSConv3d(4, 4, 3, padding=1))
-    with pytest.warns(UserWarning, match=r"'1': WSConv3d subclasses nn\.Conv3d but overrides "
-                                         r"forward .*register_conv_type\(WSConv3d\)"):
-        layout = cl.Layout.uniform(model)
-    assert list(layout) == ["0"] and "overrides forward" in layout.skipped["1"]
-    with pytest.warns(UserWarning, match="WSConv3d"):
-        net = cl.supernet(model, "video-123d")
-    assert "overrides forward" in net.cakes_search["skipped"]["1"]
-    with pytest.raises(ValueError, match=r"layer '1': WSConv3d subclasses nn\.Conv3d"):
-        cl.shrink(model, {"1": {"kxkxk": 4}})
-    with pytest.raises(ValueError, match=r"WSConv3d subclasses nn\.Conv3d"):
-        cl.CAKESConv3d.from_conv(model[1], {"kxkxk": 4})
-    registry(WSConv3d)  # the user's promise: treat it as a plain conv of its weight
-    assert list(cl.Layout.uniform(model)) == ["0", "1"]
-
-
-def test_registered_third_party_type_works_in_every_entry_point(registry):
-    model = nn.Sequential(MyConv(2, 6), nn.BatchNorm3d(6), nn.ReLU())
-    x = torch.randn(2, 2, 3, 5, 4)
-    assert cl.Layout.uniform(model) == {}  # not a Conv3d and not registered: not a conv
-    with pytest.raises(ValueError, match=r"layer '0': expected an nn\.Conv3d, got MyConv"):
-        cl.shrink(model, {"0": {"kxkxk": 6}})
-    assert registry(MyConv, my_geometry) is MyConv
-    assert list(cl.Layout.uniform(model)) == ["0"]
-    assert cl.profile(model, x).layer("0").macs == 2 * 3 * 5 * 4 * 6 * 2 * 27
-    model.eval()
-    torch.testing.assert_close(cl.shrink(model, {"0": {"kxkxk": 6}})(x), model(x),
-                               rtol=1e-4, atol=1e-4)
-    net = cl.supernet(with_bn_stats(model), ["kxkxk"])
-    assert net.cakes_search["layers"] == {"0": "1"}
-    torch.testing.assert_close(net.eval()(x), model(x), rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="cls"):
-        registry(42)
-
-
 # -- MONAI ----------------------------------------------------------------------------------------
 def monai_net(name: str, norm):
     nets = pytest.importorskip("monai.networks.nets", reason="MONAI not installed "
@@ -276,12 +205,3 @@ def test_dry_run_pairing_agrees_with_fx_on_real_networks(which, one_thread):
     convs = {n: m.out_channels for n, m in model.named_modules() if is_searchable(m)}
     by_fx = pair_by_fx(model, convs)
     assert by_fx and by_fx == pair_by_hooks(model, convs, torch.randn(*shape))
-
-
-def test_a_subclass_overriding_conv_forward_is_refused_too():
-    class Masked(nn.Conv3d):
-        def _conv_forward(self, x, weight, bias):
-            return super()._conv_forward(x, weight * 0.5, bias)
-
-    with pytest.raises(ValueError, match=r"overrides forward \(Masked\._conv_forward\)"):
-        cl.CAKESConv3d.from_conv(Masked(2, 4, 3, padding=1), {"kxkxk": 4}, name="m")

@@ -65,26 +65,3 @@ def test_export_rejects_bad_arguments(tmp_path):
         export.export_program("net", torch.zeros(1))
     with pytest.raises(ValueError, match="example: expected an input tensor"):
         export.export_onnx(torch.nn.Identity(), [1, 2], tmp_path / "m.onnx")
-
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA device (none on this machine)")
-
-
-@pytest.mark.gpu
-@needs_cuda
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2),
-                                       (torch.bfloat16, 5e-2)], ids=["fp32", "fp16", "bf16"])
-@pytest.mark.parametrize("plan", fastconv.PLANS)
-def test_cuda_fast_plans_equal_direct_path(dtype, tol, plan):
-    torch.backends.cudnn.allow_tf32 = False
-    layer = cl.CAKESConv3d(8, {"kxkxk": 5, "1xkxk": 6, "kx1x1": 5}, bias=True, plan=plan)
-    layer = layer.to("cuda", dtype)
-    x = torch.randn(2, 8, 4, 9, 7, device="cuda", dtype=dtype, requires_grad=True)
-    y = layer(x)
-    ref = F.conv3d(x.float(), layer.dense_weight().float(), layer.bias.float(), 1, 1)
-    torch.testing.assert_close(y.float(), ref, rtol=tol, atol=tol)
-    y.float().square().sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all()
-    direct = layer.dense_weight()  # the direct path on the same device and dtype
-    torch.testing.assert_close(y, F.conv3d(x, direct, layer.bias, 1, 1), rtol=tol, atol=tol)

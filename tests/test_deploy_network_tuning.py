@@ -1,0 +1,39 @@
+"""Plans chosen per network (cakes_lite/deploy/network_tuning.py): tune_plans times whole
+forwards and pins, for every CAKES layer, the plan that makes the network fastest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cakes_lite import CAKESConv3d
+from cakes_lite.deploy import network_tuning
+from cakes_lite.deploy.inference import for_inference
+from cakes_lite.models import resnet3d_tiny
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
+
+
+def test_tune_plans_keeps_the_plan_that_makes_the_network_fastest(monkeypatch):
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    layers = [m for m in model.modules() if isinstance(m, CAKESConv3d)]
+    cost = {"fold": 1.0, "mixed": 3.0, "conv3d": 2.0, "direct": 4.0, "dense": 5.0}
+
+    def fake_timer(net, x):  # whole-network "time": the sum of the plans' made-up costs
+        def run():
+            net(x)
+            return sum(cost[m.last_plan] for m in layers)
+        return run
+
+    monkeypatch.setattr(network_tuning, "_timer", fake_timer)
+    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2)
+    assert list(chosen) == [n for n, m in model.named_modules() if isinstance(m, CAKESConv3d)]
+    assert set(chosen.values()) == {"fold"} and all(m.plan == "fold" for m in layers)
+    assert all(set(m._prepared) <= {"fold"} for m in layers)  # the losers' weights released
+    cost.update(fold=9.0)  # now "conv3d" is the cheapest candidate every layer has
+    assert set(network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16)).values()) == {"conv3d"}
+    with pytest.raises(ValueError, match="repeats: expected a positive int, got 0"):
+        network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=0)
+    with pytest.raises(ValueError, match="found none"):
+        network_tuning.tune_plans(nn.Sequential(nn.Conv3d(1, 1, 1)), torch.randn(1, 1, 2, 2, 2))

@@ -1,0 +1,60 @@
+"""Per-layer plan choice (cakes_lite/fast/autotune.py): measured once per key and cached, off for
+calls that record gradients unless asked, nothing timed under a dispatch mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import cakes_lite as cl
+from cakes_lite.fast import autotune
+from test_ops import dense_reference
+
+
+@pytest.fixture
+def fresh_autotune():
+    """Autotuning on with an empty cache; the previous switch restored afterwards."""
+    was = autotune.autotune_enabled()
+    autotune.set_autotune(True)
+    yield
+    autotune.set_autotune(was)
+
+
+def test_autotune_measures_once_caches_and_can_be_switched_off(fresh_autotune, monkeypatch):
+    layer = cl.CAKESConv3d(6, {"kxkxk": 3, "1xkxk": 3, "kx1x1": 2}, bias=True).eval()
+    x = torch.randn(1, 6, 4, 5, 5)
+    timed = []
+    real = autotune.measure
+    monkeypatch.setattr(autotune, "measure", lambda *a, **k: timed.append(a[4]) or real(*a, **k))
+    with torch.no_grad():
+        y1 = layer(x)
+        y2 = layer(x)
+    # every distinct candidate timed once ("dense" only when allowed); "mixed" may equal "fold"
+    assert len(timed) == 1 and {"fold", "conv3d", "direct"} <= set(timed[0]) <= {
+        "fold", "mixed", "conv3d", "direct"}
+    assert layer.last_plan in timed[0]
+    assert list(autotune.cached_plans().values()) == [layer.last_plan]
+    torch.testing.assert_close(y1, dense_reference(layer, x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    x.requires_grad_(True)
+    layer(x)  # records gradients: by default the static plan, nothing timed (reproducible)
+    assert len(timed) == 1 and layer.last_plan == "mixed"
+    autotune.set_autotune(True, training=True)
+    layer(x)  # grad mode is part of the key: timed (fwd + bwd) when training plans are measured
+    assert len(timed) == 2 and all(p.grad is None for p in layer.parameters())
+    assert layer.last_plan in timed[1]
+    autotune.set_autotune(False)
+    with torch.no_grad():
+        layer(x)
+    assert layer.last_plan == "mixed" and len(timed) == 2
+    with pytest.raises(ValueError, match="set_autotune"):
+        autotune.set_autotune("yes")
+
+
+def test_autotune_times_nothing_under_flop_counter(fresh_autotune):
+    layer = cl.CAKESConv3d(4, {"kxkxk": 2, "1xkxk": 2})
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        layer(torch.randn(1, 4, 3, 4, 4))
+    assert layer.last_plan == "mixed" and not autotune.cached_plans()
+    assert counter.get_total_flops() == 2 * 3 * 4 * 4 * layer.macs_per_output_voxel()
