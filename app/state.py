@@ -13,13 +13,13 @@ import os
 import re
 import statistics
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from cakes_lite import zoo
+from cakes_lite.speed import interleaved_samples
 
 HERE = Path(__file__).resolve().parent
 ZOO = Path(os.environ.get("CAKES_LITE_ZOO", HERE / "zoo"))  # override for tests / rebuilt zoos
@@ -153,10 +153,7 @@ def expected_accuracy(meta: dict) -> str:
 
 
 def timed(fn, repeats: int = 3) -> tuple[object, float]:
-    """Run ``fn()`` ``repeats`` times; return its result and the median time in ms."""
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return out, statistics.median(times)
+    """Run ``fn()`` ``repeats`` times; return its (last) result and the median time in ms."""
+    out = []
+    ms = interleaved_samples({"fn": lambda: out.append(fn())}, repeats, warmup=0)["fn"]
+    return out[-1], statistics.median(ms)

@@ -8,7 +8,8 @@ Times one SGD training step (forward, cross-entropy, backward, optimizer step) o
 * ``cost``         — its cost-priority supernet (all n·C_out candidates run and are summed per
   channel, plus the L1 step on γ; n× wider in the searched layers),
 
-interleaved (plain, performance, cost, plain, …) after warm-up, and reports medians, ratios to
+interleaved (one step of each per round, the order rotated per round; cakes_lite.speed's
+timer) after warm-up, and reports medians, ratios to
 plain, and the MACs of one forward pass of each (training-mode MACs for performance priority
 are those of the sampled channels, on average the even split). Wall time and process CPU time
 are both recorded: on a shared, oversubscribed machine the CPU-time ratio (with ``--threads 1``)
@@ -26,7 +27,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,7 @@ from torch import nn  # noqa: E402
 
 import cakes_lite as cl  # noqa: E402
 from cakes_lite._helpers import atomic_write_text  # noqa: E402
+from cakes_lite.speed import interleaved_samples  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "search_cost.json"
 
@@ -76,11 +77,6 @@ def make_step(model: nn.Module, x, y, sparsity: float = 0.0):
     return step
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=20, help="timed steps per variant")
@@ -110,26 +106,19 @@ def main() -> None:
         macs[name] = cl.profile(m, (1, *shape[1:])).macs
     steps = {name: make_step(m, x, y, 1e-3 if name == "cost" else 0.0)
              for name, m in models.items()}
-    for _ in range(args.warmup):
-        for step in steps.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.repeats):
-        for name, step in steps.items():  # interleaved, so drifts hit every variant alike
-            sync(args.device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            step()
-            sync(args.device)
-            times[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
+    # interleaved (rotating order), so drifts hit every variant alike; wall and CPU time of the
+    # same steps
+    samples = interleaved_samples(steps, args.repeats, args.warmup, clock=("wall", "process"),
+                                  device=args.device)
+    times = {name: [s[0] for s in v] for name, v in samples.items()}
+    cpu = {name: [s[1] for s in v] for name, v in samples.items()}
     med = {name: statistics.median(t) for name, t in times.items()}
     med_cpu = {name: statistics.median(t) for name, t in cpu.items()}
-    rows = {name: {"median_ms": 1e3 * med[name], "ratio": med[name] / med["plain"],
-                   "cpu_median_ms": 1e3 * med_cpu[name],
+    rows = {name: {"median_ms": med[name], "ratio": med[name] / med["plain"],
+                   "cpu_median_ms": med_cpu[name],
                    "cpu_ratio": med_cpu[name] / med_cpu["plain"],
                    "macs_forward": macs[name], "macs_ratio": macs[name] / macs["plain"],
-                   "times_ms": [1e3 * t for t in times[name]]} for name in steps}
+                   "times_ms": times[name]} for name in steps}
     print(f"{model_name}, input {shape}, space {args.space}, {args.device}, "
           f"{args.threads} threads, {args.repeats} interleaved steps each (median)")
     print(f"{'variant':<12} {'ms/step':>9} {'× plain':>8} {'CPU ms':>8} {'× plain':>8} "

@@ -15,18 +15,25 @@ from cakes_lite.models import resnet3d_tiny
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
+def fake_timer(cost_of):
+    """Stands in for speed.interleaved_samples: runs each step once and reports ``cost_of()``,
+    a made-up whole-network time read after the step, as its samples."""
+    def samples(steps, repeats=20, warmup=2, clock="wall", device=None, progress=None):
+        out = {}
+        for name, step in steps.items():
+            step()
+            out[name] = [cost_of() + 1.0] * (repeats - 1) + [cost_of()]  # the minimum counts
+        return out
+    return samples
+
+
 def test_tune_plans_keeps_the_plan_that_makes_the_network_fastest(monkeypatch):
     model = for_inference(resnet3d_tiny(builder="cakes").eval())
     layers = [m for m in model.modules() if isinstance(m, CAKESConv3d)]
     cost = {"fold": 1.0, "mixed": 3.0, "conv3d": 2.0, "direct": 4.0, "dense": 5.0}
-
-    def fake_timer(net, x):  # whole-network "time": the sum of the plans' made-up costs
-        def run():
-            net(x)
-            return sum(cost[m.last_plan] for m in layers)
-        return run
-
-    monkeypatch.setattr(network_tuning, "_timer", fake_timer)
+    # whole-network "time": the sum of the made-up costs of the plans the layers ran
+    monkeypatch.setattr(network_tuning, "interleaved_samples",
+                        fake_timer(lambda: sum(cost[m.last_plan] for m in layers)))
     chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2)
     assert list(chosen) == [n for n, m in model.named_modules() if isinstance(m, CAKESConv3d)]
     assert set(chosen.values()) == {"fold"} and all(m.plan == "fold" for m in layers)

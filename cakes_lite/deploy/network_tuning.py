@@ -13,25 +13,12 @@ only where that makes the network faster. Used by ``for_inference(model, example
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
 from ..fast import autotune
 from ..ops import CAKESConv3d
-
-
-def _timer(model: nn.Module, x: torch.Tensor):
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-
-    def run() -> float:
-        sync()
-        t0 = time.perf_counter()
-        model(x)
-        sync()
-        return time.perf_counter() - t0
-    return run
+from ..speed import interleaved_samples
 
 
 @torch.no_grad()
@@ -40,7 +27,8 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> dic
 
     Each layer's candidates (:func:`cakes_lite.fast.autotune.candidates`; ``"dense"`` where the layer
     has ``allow_dense``) are timed as whole forwards, interleaved, ``repeats`` rounds after a
-    warm-up, the fastest round of each kept (interference only adds time). Costs about
+    warm-up (:func:`cakes_lite.speed.interleaved_samples`), the fastest round of each kept
+    (interference only adds time). Costs about
     ``layers × candidates × (repeats + 1)`` forwards.
 
     Args:
@@ -60,10 +48,9 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> dic
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, CAKESConv3d)]
     if not layers:
         raise ValueError("model: expected a network with CAKESConv3d layers, found none")
-    run = _timer(model, example)
     for _, layer in layers:
         layer.plan = None
-    run()  # every layer measured alone first (cakes_lite/fast/autotune.py): the starting point
+    model(example)  # every layer measured alone first (cakes_lite/fast/autotune.py): the start
     for _, layer in layers:
         layer.plan = layer.last_plan if layer.impl == "fast" else None
     chosen = {}
@@ -75,16 +62,18 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> dic
         if len(plans) == 1:
             layer.plan = chosen[name] = plans[0]
             continue
-        times: dict[str, list[float]] = {p: [] for p in plans}
-        for r in range(repeats + 1):
-            shift = r % len(plans)
-            for plan in plans[shift:] + plans[:shift]:
-                layer.plan = plan
-                t = run()
-                if r:
-                    times[plan].append(t)
+        times = interleaved_samples({p: _forward_with(model, example, layer, p) for p in plans},
+                                    repeats, warmup=1, device=example.device)
         layer.plan = min(plans, key=lambda p: min(times[p]))
         chosen[name] = layer.plan
         # drop the other plans' prepared weights (each a copy of the layer's weights)
         layer._prepared = {k: v for k, v in layer._prepared.items() if k == layer.plan}
     return chosen
+
+
+def _forward_with(model: nn.Module, x: torch.Tensor, layer: CAKESConv3d, plan: str):
+    """A no-argument callable: ``model(x)`` with ``layer`` pinned to ``plan``."""
+    def step() -> None:
+        layer.plan = plan
+        model(x)
+    return step

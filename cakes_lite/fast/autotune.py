@@ -23,11 +23,11 @@ such as FlopCounterMode: a cached plan is used if there is one, else ``"mixed"``
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import torch
 
+from ..speed import interleaved_samples
 from .plans import PLANS, Stride, Weights, _traced, fast, prepare, run
 
 _ENV = os.environ.get("CAKES_LITE_AUTOTUNE", "1").strip().lower()
@@ -130,7 +130,7 @@ def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
 def measure(x: torch.Tensor, weights: Weights, bias, stride: Stride,
             plans: list[str], repeats: int = 7, grad: bool = False) -> dict[str, float]:
     """Milliseconds of each plan: the fastest of ``repeats`` interleaved rounds after one warm-up
-    round (interference from other processes only ever adds time, and with several threads one
+    round (:func:`cakes_lite.speed.interleaved_samples`; interference from other processes only ever adds time, and with several threads one
     descheduled thread stalls the others, so a median of a few rounds could still crown a plan
     that is 2× slower in steady state; it did, under load 1.4 on a 2-core machine).
 
@@ -138,19 +138,9 @@ def measure(x: torch.Tensor, weights: Weights, bias, stride: Stride,
     by other processes on a shared machine does not count), else wall-clock time.
     """
     steps = {p: _step(x, weights, bias, stride, p, grad) for p in plans}
-    times: dict[str, list[float]] = {p: [] for p in plans}
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     cpu_one = x.device.type == "cpu" and torch.get_num_threads() == 1
-    clock = time.thread_time if cpu_one else time.perf_counter
-    for r in range(repeats + 1):
-        shift = r % len(plans)
-        for p in plans[shift:] + plans[:shift]:
-            sync()
-            t0 = clock()
-            steps[p]()
-            sync()
-            if r:
-                times[p].append((clock() - t0) * 1e3)
+    times = interleaved_samples(steps, repeats, warmup=1, clock="thread" if cpu_one else "wall",
+                                device=x.device)
     return {p: min(t) for p, t in times.items()}
 
 
