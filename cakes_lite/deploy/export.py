@@ -16,12 +16,12 @@ Speed against eager PyTorch: ``benchmarks/model_speed.py --export``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .._helpers import atomic_write
 
 
 def _check(model: object, example: object) -> None:
@@ -50,8 +50,10 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path,
                 opset: int | None = None) -> Path:
     """Write ``model`` (eval mode) as an ONNX file via ``torch.onnx.export(dynamo=True)``.
 
-    Needs the ``onnx`` and ``onnxscript`` packages. The file is written atomically (temporary
-    file in the same folder, then renamed).
+    Needs the ``onnx`` and ``onnxscript`` packages. The file is written atomically
+    (:func:`cakes_lite._helpers.atomic_write`: a temporary file in the same folder, then
+    renamed, with the usual file mode), so a failed export or save leaves an existing file as
+    it was.
 
     Args:
         model: any module, e.g. a shrunk network or its :func:`for_inference` form.
@@ -63,18 +65,10 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path,
         ``path`` as a Path.
     """
     _check(model, example)
+    kwargs = {} if opset is None else {"opset_version": opset}
+    program = torch.onnx.export(model.eval(), (example,), dynamo=True, **kwargs)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        kwargs = {} if opset is None else {"opset_version": opset}
-        program = torch.onnx.export(model.eval(), (example,), dynamo=True, **kwargs)
-        program.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, program.save, suffix=".onnx")  # a failed save leaves the old file
     return path
 
 
