@@ -32,9 +32,9 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # zoo_parts, then the cakes_lite c
 import torch  # noqa: E402
 
 from cakes_lite.layout import Layout  # noqa: E402
-from cakes_lite.zoo import list_models  # noqa: E402
+from cakes_lite.zoo import list_models, meta_path, read_index, save_model, write_index  # noqa: E402
 from zoo_parts import (Progress, accuracy_metrics, dice_metrics, environment, loader,  # noqa: E402
-                       predict, save_entry, train, write_examples, write_index)
+                       predict, train, write_examples)
 
 COMMAND = "python app/zoo_build.py"
 
@@ -76,7 +76,7 @@ def recipe_dict(recipe: ZooRecipe) -> dict[str, Any]:
 def _entry(root, name, title, model, layout, data, metrics, extra, recipe, seconds):
     meta = {"title": title, **extra, "data": data, "seed": recipe.seed, "metrics": metrics,
             "recipe": recipe_dict(recipe), "train_seconds": round(seconds, 1)}
-    return save_entry(root, name, model, meta, layout)
+    return save_model(name, model, root, meta, layout)
 
 
 #: every zoo model, in the app's order (``only=`` may pick a subset, e.g. one per process).
@@ -250,13 +250,15 @@ def build_zoo(root: str | Path, recipe: ZooRecipe | None = None, *, examples: st
         summary["examples"] = write_examples(examples, recipe.seed)
     build = summary
     if set(only) != set(every):
-        old = json.loads((root / "index.json").read_text()) if (root / "index.json").is_file() \
-            else {}
+        try:
+            old = read_index(root)
+        except FileNotFoundError:  # the first part of a build
+            old = {}
         parts = [p for p in old.get("build", {}).get("parts", []) if p.get("recipe") ==
                  summary["recipe"] and not set(p["models"]) & set(names)]
         build = {"parts": parts + [summary], "recipe": summary["recipe"],
                  "environment": summary["environment"]}
-    present = [n for n in every if (root / f"{n}.json").is_file()]
+    present = [n for n in every if meta_path(n, root).is_file()]
     write_index(root, present, build)
     return summary
 

@@ -1,9 +1,9 @@
-"""Pieces of the zoo build (:mod:`zoo_build`): writing a zoo entry and the index, the example
-clips, and the small in-memory training / evaluation helpers the recipes use."""
+"""Pieces of the zoo build (:mod:`zoo_build`): the build environment, the example clips, and the
+small in-memory training / evaluation helpers the recipes use. The zoo's files are written by
+the library (:func:`cakes_lite.zoo.save_model`, :func:`cakes_lite.zoo.write_index`)."""
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -13,46 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cakes_lite.cost import profile
-from cakes_lite._helpers import atomic_write, atomic_write_text
-from cakes_lite.layout import Layout
 from cakes_lite.train.metrics import dice_per_class, mean_foreground
-
-
-def save_entry(root: str | Path, name: str, model: nn.Module, meta: dict[str, Any],
-               layout: Layout | None = None) -> dict[str, Any]:
-    """Write ``<name>.safetensors``, ``<name>.layout.json`` (if any) and ``<name>.json``.
-
-    ``meta`` must hold ``title``, ``task``, ``input_shape`` and ``classes``; the architecture
-    (``cakes_lite.models.model_spec``), MACs and params at ``input_shape`` are added here.
-
-    Returns:
-        The metadata as written.
-    """
-    from safetensors.torch import save_file
-
-    from cakes_lite.models import model_spec
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
-    cost = profile(model, tuple(meta["input_shape"]))
-    meta = {"name": name, **meta, "model": model_spec(model), "weights": f"{name}.safetensors",
-            "layout": f"{name}.layout.json" if layout is not None else None,
-            "macs": cost.macs, "params": cost.params}
-    if layout is not None:
-        layout.to_json(root / meta["layout"])
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(root / meta["weights"], lambda tmp: save_file(
-        state, tmp, metadata={"format": "cakes_lite.zoo", "name": name}))
-    atomic_write_text(root / f"{name}.json", json.dumps(meta, indent=1) + "\n")
-    return meta
-
-
-def write_index(root: str | Path, names: list[str], build: dict[str, Any]) -> None:
-    """Write ``index.json``: the model order for the app and a summary of the build."""
-    atomic_write_text(Path(root) / "index.json",
-                      json.dumps({"models": names, "build": build}, indent=1) + "\n")
 
 
 def environment() -> dict[str, Any]:

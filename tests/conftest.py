@@ -14,6 +14,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from cakes_lite.fast import autotune  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
@@ -29,3 +31,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def no_autotune():
+    """Every CAKES layer runs the static "mixed" plan (nothing timed: quick, deterministic)."""
+    was = autotune.autotune_enabled()
+    autotune.set_autotune(False)
+    yield
+    autotune.set_autotune(was)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cakes_lite import Layout, profile, zoo
+from cakes_lite.models import resnet3d_tiny
 from cakes_lite.ops import CAKESConv3d
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +106,22 @@ def test_zoo_build_recipe_lives_with_the_app(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         module.main(["--only", "no_such_model", "--out", "unused"])
     assert exit_.value.code == 2 and "no_such_model" in capsys.readouterr().err
+
+
+def test_save_model_and_write_index_give_what_the_readers_load(tmp_path, no_autotune):
+    layout = Layout.uniform(resnet3d_tiny(5, widths=(8, 8, 8), stem_width=8), "video-12d")
+    model = resnet3d_tiny(5, widths=(8, 8, 8), stem_width=8, layout=layout).eval()
+    meta = {"title": "tiny", "task": "classification", "input_shape": [1, 3, 4, 16, 16],
+            "classes": list("abcde")}
+    written = zoo.save_model("tiny", model, tmp_path / "z", meta, layout)
+    zoo.write_index(tmp_path / "z", ["tiny"], {"command": "test"})
+    assert sorted(p.name for p in (tmp_path / "z").iterdir()) == [
+        "index.json", "tiny.json", "tiny.layout.json", "tiny.safetensors"]  # no temporary files
+    assert zoo.list_models(tmp_path / "z") == [written] == [zoo.read_meta("tiny", tmp_path / "z")]
+    assert zoo.read_index(tmp_path / "z") == {"models": ["tiny"], "build": {"command": "test"}}
+    assert zoo.load_layout("tiny", tmp_path / "z") == layout
+    loaded, meta_back = zoo.load_model("tiny", tmp_path / "z")
+    assert meta_back["macs"] == profile(model, (1, 3, 4, 16, 16)).macs
+    x = torch.rand(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
