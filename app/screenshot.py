@@ -10,16 +10,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from playwright.sync_api import sync_playwright
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+from app_server import running_app  # noqa: E402 (tests/app_server.py, on the path just above)
 
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
         "--disable-dev-shm-usage", "--disable-extensions", "--no-first-run"]
 
 
 def shoot(url: str, out: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
@@ -41,8 +43,6 @@ def main() -> None:
     if len(sys.argv) > 1:
         shoot(sys.argv[1], out)
         return
-    from app_server import running_app
-
     with running_app() as url:
         shoot(url, out)
 

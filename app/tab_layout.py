@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 
 from cakes_lite import Layout, profile, shrink, zoo
@@ -52,8 +54,6 @@ def get_layout(choice: str | None, upload: str | None = None) -> tuple[Layout, s
 
 
 def _json(text: str, name: str) -> dict:
-    import json
-
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -7,8 +7,11 @@ import math
 import os
 
 import gradio as gr
+import plotly.graph_objects as go
 import torch
 
+from cakes_lite.deploy.inference import for_inference
+from cakes_lite.speed import compare_latency
 from state import (MAX_MODEL_VOXELS, baseline_for, default_model, fail, guarded, model,
                    models_for, ok)
 
@@ -47,8 +50,6 @@ def _form(name: str, net: torch.nn.Module, form: str) -> torch.nn.Module:
     if form == "eager":
         return net
     if name not in _INFERENCE:
-        from cakes_lite.deploy.inference import for_inference
-
         _INFERENCE[name] = for_inference(net)
     return _INFERENCE[name]
 
@@ -62,10 +63,6 @@ def speed(model_name: str | None, batch: float, threads: float, repeats: float,
     Returns:
         (table, bar figure, status note).
     """
-    import plotly.graph_objects as go
-
-    from cakes_lite.speed import compare_latency
-
     if form not in FORMS:
         raise fail(f"form: expected one of {list(FORMS)}, got {form!r}")
 

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cakes_lite.data import load_mni152
+from cakes_lite.data.mni152 import mni152_split_bounds
 from cakes_lite.train.metrics import dice_per_class
 from cakes_lite.viz.volume import class_volume_figure, slice_figure
 from state import (MAX_FILE_VOXELS, MAX_MODEL_VOXELS, default_model, expected_accuracy, fail,
@@ -63,8 +65,6 @@ def segment(model_name: str | None, upload: str | None):
         del data  # the model runs on the resampled copy only (bounded memory)
         name = upload.replace("\\", "/").rsplit("/", 1)[-1]
     else:
-        from cakes_lite.data import load_mni152
-
         image, labels = load_mni152(spacing=spacing)  # (1, D, H, W), (D, H, W)
         x, reference, name = torch.as_tensor(image)[None], np.asarray(labels), MNI_EXAMPLE
 
@@ -81,8 +81,6 @@ def segment(model_name: str | None, upload: str | None):
             f"`{model_name}` ({meta['title']}; {expected_accuracy(meta)}): {ms:.0f} ms on this "
             f"machine's CPU.")
     if reference is not None:
-        from cakes_lite.data.mni152 import mni152_split_bounds
-
         ax, lo, hi = mni152_split_bounds(reference.shape, "val")  # the held-out slab
         sl = [slice(None)] * 3
         sl[ax] = slice(lo, hi)

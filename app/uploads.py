@@ -13,8 +13,12 @@ import math
 import time
 from pathlib import Path
 
+import av
+import nibabel as nib
 import numpy as np
+import torch
 
+from cakes_lite.data.video_io import resize_frames, uniform_indices
 from state import (MAX_FILE_VOXELS, MAX_JSON_BYTES, MAX_VIDEO_FRAMES, MAX_VIDEO_PIXELS,
                    MAX_VIDEO_SECONDS, NIFTI_TYPES, VIDEO_TYPES, fail, scrub)
 
@@ -43,8 +47,6 @@ def read_json_text(upload: str) -> str:
 # -- video -------------------------------------------------------------------------------------
 
 def _open(path: Path):
-    import av
-
     container = av.open(str(path))
     if not container.streams.video:
         container.close()
@@ -91,11 +93,6 @@ def count_frames(path: Path) -> int:
 def decode_video(upload: str | Path, frames: int, size: int):
     """A checked video -> (3, T, H, W) float32 clip in [0, 1], as ``read_video`` makes it
     (T frames sampled uniformly, short side resized to ``size``, centre crop)."""
-    import av
-    import torch
-
-    from cakes_lite.data.video_io import resize_frames, uniform_indices
-
     path = Path(upload)
     if not path.name.lower().endswith(VIDEO_TYPES):
         raise fail(f"video: expected a {'/'.join(t[1:] for t in VIDEO_TYPES)} file, "
@@ -131,8 +128,6 @@ def read_nifti(upload: str | Path) -> tuple[np.ndarray, tuple[float, float, floa
 
     The header's dimensions, voxel count and data type are checked before any voxel is read.
     """
-    import nibabel as nib
-
     path = Path(upload)
     if not path.name.lower().endswith(NIFTI_TYPES):
         raise fail(f"volume: expected a NIfTI file (.nii or .nii.gz), got {path.name!r}")

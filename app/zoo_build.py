@@ -31,7 +31,10 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # zoo_parts, then the cakes_lite c
 
 import torch  # noqa: E402
 
+from cakes_lite.data import REVERSED_PAIRS, TISSUE_CLASSES, MNI152Tissue, SomethingLite  # noqa: E402
 from cakes_lite.layout import Layout  # noqa: E402
+from cakes_lite.models import resnet3d_tiny, unet3d_tiny  # noqa: E402
+from cakes_lite.search import derive_layout, run_search  # noqa: E402
 from cakes_lite.zoo import list_models, meta_path, read_index, save_model, write_index  # noqa: E402
 from zoo_parts import (Progress, accuracy_metrics, dice_metrics, environment, loader,  # noqa: E402
                        predict, train, write_examples)
@@ -89,10 +92,6 @@ def build_video(root: Path, recipe: ZooRecipe, progress: Progress | None = None,
                 only=VIDEO_MODELS) -> list[str]:
     """Video classifiers: full 3D, CAKES^P, CAKES^C and a budgeted CAKES^P layout (those of
     them in ``only``; the same seeds give the same models whichever subset is built)."""
-    from cakes_lite.data import REVERSED_PAIRS, SomethingLite
-    from cakes_lite.models import resnet3d_tiny
-    from cakes_lite.search import derive_layout, run_search
-
     train_set = SomethingLite(recipe.video_train, "train", seed=recipe.seed)
     test_set = SomethingLite(recipe.video_test, "test", seed=recipe.seed)
     x, y = train_set.tensors()
@@ -160,10 +159,6 @@ def build_volume(root: Path, recipe: ZooRecipe, progress: Progress | None = None
                  only=VOLUME_MODELS) -> list[str]:
     """MNI152 tissue segmenters: full 3D U-Net, a CAKES^C layout over ``volume_space`` and the
     same search's selection in groups of ``volume_block`` channels."""
-    from cakes_lite.data import TISSUE_CLASSES, MNI152Tissue
-    from cakes_lite.models import unet3d_tiny
-    from cakes_lite.search import derive_layout, run_search
-
     def patches(split, n, augment, seed):
         ds = MNI152Tissue(split=split, patch_size=32, num_patches=n, spacing=2.0,
                           augment=augment, seed=seed)

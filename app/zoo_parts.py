@@ -13,6 +13,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from cakes_lite.data import CLASSES, make_clips
+from cakes_lite.data.video_io import write_video
+from cakes_lite.train import fit
 from cakes_lite.train.metrics import dice_per_class, mean_foreground
 
 
@@ -27,13 +30,9 @@ Progress = Callable[[str], Any]
 
 def write_examples(root: str | Path, seed: int = 0, names=None) -> list[str]:
     """Example clips for the app (h264 mp4 written by PyAV, 4× upscaled): one clip per class
-    in ``names``, from random keys no data split uses (so never seen in training)."""
-    from cakes_lite.data import make_clips
-    from cakes_lite.data.video_io import write_video
-
-    if names is None:
-        from cakes_lite.data import CLASSES as names  # one clip per class
-
+    in ``names`` (default: every class), from random keys no data split uses (so never seen in
+    training)."""
+    names = CLASSES if names is None else names
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     clips = make_clips(list(names), [(seed, 9, i) for i in range(len(names))], frames=8, size=32)
@@ -55,8 +54,6 @@ def loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> Data
 def train(model: nn.Module, batches: DataLoader, epochs: int, lr: float, seed: int, task: str,
           progress: Progress | None = None, what: str = "") -> float:
     """``cakes_lite.train.fit`` with AdamW and a short warm-up; returns the last train loss."""
-    from cakes_lite.train import fit
-
     def report(record: dict) -> None:
         if progress:
             progress(f"{what} epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f}")

@@ -1,4 +1,4 @@
-"""The paper's claim in small: accuracy vs MACs of CAKES and the baselines (issue 4).
+"""The paper's claim in small: accuracy vs MACs of CAKES and the baselines.
 
 On something-something-lite (``resnet3d_tiny``, top-1) and MNI152 tissue segmentation
 (``unet3d_tiny``, mean foreground Dice) trains the *same* network with every k×k×k conv as
@@ -100,7 +100,7 @@ class TaskConfig:
 FULL = {
     # search length: 2 epochs at lr 0.05 left the video supernet at chance (8.7 % train top-1,
     # |γ| moved ≤ 0.03); 10 epochs at lr 0.1 reach 65 % (CAKES^P) / 84 % (CAKES^C) with |γ|
-    # moving up to 0.4 (issue 9, README "What we do differently"); 8 is what the time allows
+    # moving up to 0.4 (see "What we do differently" in the docs); 8 is what the time allows
     "video": TaskConfig("video", train=780, val=260, epochs=5, batch_size=26, lr=3e-3,
                         search_epochs=8, search_lr=0.1, space="video-123d"),
     "volume": TaskConfig("volume", train=64, val=0, epochs=6, batch_size=2, lr=3e-3,

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from cakes_lite._helpers import atomic_write_text
+from cakes_lite.viz.training import pareto
 
 VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-random", "cakes-P",
             "cakes-C", "cakes-budget")
@@ -29,7 +30,8 @@ COLOURS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#999999", "#F0E442", "#6
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
         17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042}
-#: the paired comparisons reported for CAKES^P (issue 9)
+#: the paired comparisons reported for CAKES^P: does the search beat the even split, a random
+#: layout of the same MACs, and full 3D, seed by seed?
 PAIRED = ("cakes-uniform", "cakes-random", "3d")
 
 
@@ -121,8 +123,6 @@ def claims(summary: dict[str, list[dict]]) -> dict[str, dict]:
 
 def figure_html(summary: dict[str, list[dict]]) -> str:
     """Both tasks' Pareto plots (metric vs MACs, error bars = std over seeds) as one HTML."""
-    from cakes_lite.viz.training import pareto
-
     parts = []
     for i, (task, rows) in enumerate(summary.items()):
         points = [{"name": r["label"], "macs": r["macs"], "score": r["metric_mean"],

@@ -45,6 +45,7 @@ from cakes_lite.deploy.inference import for_inference  # noqa: E402
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny  # noqa: E402
 from cakes_lite.speed import latency_samples  # noqa: E402
 
+from _export_cases import exported_forms  # noqa: E402
 from _record import finish, machine_info  # noqa: E402
 
 
@@ -81,8 +82,6 @@ def _cases(family: str, batch: int, device: str, export: bool):
         macs = profile(model, x).macs
         forms = {"eager": model, "infer": for_inference(model, example=x)}
         if export:
-            from _export_cases import exported_forms
-
             forms.update(exported_forms(model, x))
         for form, m in forms.items():
             cases[f"{name} | {form}"] = (m, x, macs, name, form)

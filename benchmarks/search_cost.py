@@ -42,6 +42,7 @@ from torch import nn  # noqa: E402
 
 import cakes_lite as cl  # noqa: E402
 from cakes_lite._helpers import atomic_write_text  # noqa: E402
+from cakes_lite.models import resnet3d_tiny  # noqa: E402
 from cakes_lite.speed import interleaved_samples  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "search_cost.json"
@@ -49,17 +50,7 @@ OUT = ROOT / "benchmarks" / "results" / "search_cost.json"
 
 def build_model(num_classes: int = 10) -> tuple[nn.Module, str]:
     """resnet3d_tiny with full 3D convs (stem 16, stages 16/32/64) for 8×32×32 clips."""
-    try:
-        from cakes_lite.models import resnet3d_tiny
-        return resnet3d_tiny(num_classes=num_classes, builder="3d"), "resnet3d_tiny(builder='3d')"
-    except ImportError:  # stand-alone fallback of similar shape
-        layers, c_in = [], 3
-        for c_out, stride in ((16, 1), (16, 1), (32, 2), (64, 2)):
-            layers += [nn.Conv3d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm3d(c_out),
-                       nn.ReLU(inplace=True)]
-            c_in = c_out
-        layers += [nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
-        return nn.Sequential(*layers), "4-conv fallback"
+    return resnet3d_tiny(num_classes=num_classes, builder="3d"), "resnet3d_tiny(builder='3d')"
 
 
 def make_step(model: nn.Module, x, y, sparsity: float = 0.0):

@@ -17,8 +17,11 @@ Public API (``__all__``), layer by layer — the map of the code is ``docs/ARCHI
   :func:`load_checkpoint`;
 * inference speed: :func:`for_inference`, :func:`fold_batchnorm`, :func:`set_autotune`.
 
-Subpackages not re-exported here: ``cakes_lite.data`` (datasets), ``cakes_lite.viz`` (figures),
-``cakes_lite.zoo`` (the bundled pretrained models), ``cakes_lite.export`` (torch.export / ONNX).
+Not re-exported here, reached as modules: the subpackages ``cakes_lite.data`` (datasets) and
+``cakes_lite.viz`` (figures), the module ``cakes_lite.zoo`` (the model zoo format: reads and
+writes any zoo folder; the app ships one) and ``cakes_lite.export`` (torch.export / ONNX, the
+module ``cakes_lite/deploy/export.py``). The machinery has two wings: ``cakes_lite.fast`` (how
+one CAKES layer runs fast) and ``cakes_lite.deploy`` (shipping a trained model).
 
 Names are imported on first use (PEP 562), so ``import cakes_lite`` and ``python -m cakes_lite
 --help`` do not load torch; ``from cakes_lite import X`` and ``cakes_lite.X`` work as usual.

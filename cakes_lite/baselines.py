@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from torch import nn
 
 from ._helpers import check_kernel_size, triple
-from .kernels import even_split, resolve_space  # even_split also re-exported from here
+from .kernels import even_split, resolve_space
 from .ops import CAKESConv3d
 
 Builder = Callable[..., nn.Module]

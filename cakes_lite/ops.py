@@ -19,6 +19,7 @@ from torch import nn
 
 from .fast import autotune, plans
 from ._helpers import check_kernel_size, triple
+from .convtypes import check_conv, subkernel_weight
 from .kernels import SUBKERNELS, check_subkernel, kernel_shape
 
 
@@ -231,8 +232,6 @@ class CAKESConv3d(nn.Module):
             ValueError: a conv it cannot replace exactly (naming the layer and what is wrong),
                 a bad split or init.
         """
-        from .convtypes import check_conv, subkernel_weight
-
         if init not in ("sum", "centre", "random"):
             raise ValueError(f"init: expected 'sum', 'centre' or 'random', got {init!r}")
         g = check_conv(name, conv)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import cakes_lite as cl
-from cakes_lite.baselines import even_split, r2plus1d_mid_channels
+from cakes_lite.baselines import r2plus1d_mid_channels
 
 BUILDER_NAMES = list(cl.BUILDERS) + [f"cakes:{s}" for s in cl.SPACES]
 
@@ -73,20 +73,6 @@ def test_csn_is_ip_csn_pointwise_then_depthwise():
 def test_conv2d_is_framewise():
     layer = cl.conv2d(4, 6, stride=(2, 1, 1))
     assert layer.kernel_size == (1, 3, 3) and layer.padding == (0, 1, 1) and layer.bias is None
-
-
-@pytest.mark.parametrize(
-    "out, space, expected",
-    [
-        (64, "video-123d", {"kxkxk": 22, "1xkxk": 21, "kx1x1": 21}),
-        (64, "video-12d", {"1xkxk": 32, "kx1x1": 32}),
-        (10, "volume-all", {"kxkxk": 2, "1xkxk": 2, "kx1xk": 2, "kxkx1": 1, "kx1x1": 1,
-                            "1xkx1": 1, "1x1xk": 1}),
-        (2, "video-123d", {"kxkxk": 1, "1xkxk": 1, "kx1x1": 0}),
-    ],
-)
-def test_even_split(out, space, expected):
-    assert even_split(out, space) == expected
 
 
 @pytest.mark.parametrize(

@@ -106,7 +106,7 @@ SINGLE_LAYERS = {
     "conv3d-k5-s2": lambda: nn.Conv3d(4, 6, 5, stride=2, padding=2),
     "linear": lambda: nn.Linear(7, 5),
     "conv-transpose3d": lambda: nn.ConvTranspose3d(4, 6, 3, stride=1, padding=1),
-    **{f"cakes-{s}": (lambda s=s: cl.CAKESConv3d(4, cl.baselines.even_split(7, s), 3, 2, True))
+    **{f"cakes-{s}": (lambda s=s: cl.CAKESConv3d(4, cl.kernels.even_split(7, s), 3, 2, True))
        for s in cl.SPACES},
     "cakes-with-empty-group-and-1x1x1": lambda: cl.CAKESConv3d(
         4, {"kxkxk": 0, "1xkxk": 3, "1x1x1": 2}, 5, (1, 2, 2)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cakes_lite as cl
-from cakes_lite.kernels import kernel_shape, kernel_volume, resolve_space
+from cakes_lite.kernels import even_split, kernel_shape, kernel_volume, resolve_space
 
 K_SHAPES = ["kxkxk", "1xkxk", "kx1xk", "kxkx1", "kx1x1", "1xkx1", "1x1xk"]
 
@@ -64,3 +64,17 @@ def test_resolve_space_errors_say_what_was_given(space, match):
 def test_kernel_shape_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown sub-kernel 'kxk'"):
         kernel_shape("kxk", 3)
+
+
+@pytest.mark.parametrize(
+    "out, space, expected",
+    [
+        (64, "video-123d", {"kxkxk": 22, "1xkxk": 21, "kx1x1": 21}),
+        (64, "video-12d", {"1xkxk": 32, "kx1x1": 32}),
+        (10, "volume-all", {"kxkxk": 2, "1xkxk": 2, "kx1xk": 2, "kxkx1": 1, "kx1x1": 1,
+                            "1xkx1": 1, "1x1xk": 1}),
+        (2, "video-123d", {"kxkxk": 1, "1xkxk": 1, "kx1x1": 0}),
+    ],
+)
+def test_even_split(out, space, expected):
+    assert even_split(out, space) == expected

@@ -135,7 +135,7 @@ WIDE_SPLITS = [
     {"kxkxk": 40, "1xkxk": 8},                 # 3D-heavy: part of kxkxk may run as conv3d
     {"kxkxk": 5, "1xkxk": 45, "kx1x1": 2},     # 2D-heavy
     {"kxkxk": 33, "kx1xk": 17, "kxkx1": 18, "1x1xk": 3, "1x1x1": 5},
-    cl.baselines.even_split(50, "volume-all"),
+    cl.kernels.even_split(50, "volume-all"),
 ]
 
 

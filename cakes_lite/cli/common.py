@@ -70,6 +70,7 @@ def check_device(value: str | None, option: str = "--device") -> str | None:
     """``value`` if this machine has that device (None = pick automatically); else ValueError."""
     if value is None:
         return None
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     import torch
 
     try:
@@ -97,6 +98,7 @@ def check_checkpoint(path: str | Path, option: str = "--checkpoint") -> dict[str
         FileNotFoundError: no checkpoint there.
         ValueError: (one line, naming ``option``) unreadable, truncated or corrupt files.
     """
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     from safetensors import safe_open
 
     from ..train import read_checkpoint_info
@@ -122,6 +124,7 @@ def check_checkpoint(path: str | Path, option: str = "--checkpoint") -> dict[str
 
 def load_checked(path: str | Path, map_location: Any, option: str = "--checkpoint"):
     """:func:`cakes_lite.train.load_checkpoint` with every failure as one ValueError line."""
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     from ..train import load_checkpoint
 
     check_checkpoint(path, option)

@@ -45,6 +45,7 @@ def _no_nan(v):
 
 
 def main(args: argparse.Namespace) -> int:
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     import torch
     from torch.utils.data import DataLoader
 

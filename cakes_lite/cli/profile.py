@@ -76,6 +76,7 @@ def load_factory(path: str):
 
 def build_report(args: argparse.Namespace) -> dict[str, Any]:
     """Build, optionally shrink and profile the model; return the report as plain data."""
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     from torch import nn
 
     from .. import Layout, profile, shrink
@@ -107,7 +108,8 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
 def format_table(report: dict[str, Any]) -> str:
     """The report as an aligned text table with totals."""
     total = report["macs"] or 1
-    # "plan": the forward plan each CAKES layer ran (measured once per shape: cakes_lite.fast.autotune)
+    # "plan": the forward plan each CAKES layer ran (measured once per shape:
+    # cakes_lite.fast.autotune)
     plans = any(r.get("plan") for r in report["layers"])
     head = ("layer", "type", "output", "MACs", "% MACs", "params") + (("plan",) if plans else ())
     lines = [(r["name"], r["type"], "×".join(map(str, r["output_shape"])), f"{r['macs']:,}",

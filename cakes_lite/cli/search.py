@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     import torch
     from torch.utils.data import DataLoader
 

@@ -70,6 +70,7 @@ def data_config(args: argparse.Namespace, base: dict[str, Any] | None = None) ->
 def model_for_data(model: str | None, cfg: dict[str, Any]) -> str:
     """The ``--model`` to use for the ``--data`` in ``cfg`` (its default if None); ValueError if
     the model is built for the other task."""
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     from ..models import TASKS
 
     model_name = model or DEFAULT_MODEL[cfg["name"]]
@@ -81,6 +82,7 @@ def model_for_data(model: str | None, cfg: dict[str, Any]) -> str:
 
 def make_dataset(cfg: dict[str, Any], split: str, samples: int):
     """Build ``cfg["name"]``'s dataset for ``split`` with ``samples`` items."""
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     from .. import data
 
     if samples < 1:
@@ -98,6 +100,7 @@ def make_dataset(cfg: dict[str, Any], split: str, samples: int):
 def num_classes(ds) -> int:
     if hasattr(ds, "classes"):
         return len(ds.classes)
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     from ..data import TISSUE_CLASSES
 
     return len(TISSUE_CLASSES)
@@ -151,6 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     import torch
     from torch.utils.data import DataLoader
 

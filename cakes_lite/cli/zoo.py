@@ -52,6 +52,7 @@ def table(metas: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    # here, not at the top: `--help` must not load torch (cakes_lite/cli/__init__.py)
     from ..zoo import list_models, read_index
 
     metas = list_models(args.root)

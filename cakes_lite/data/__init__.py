@@ -14,6 +14,8 @@ MNI152 comes from nilearn's wheel, and users' data is read with PyAV (video, fra
 from .folders import SomethingFrames, VideoFolder, read_image
 from .medical import DecathlonTask, MedMNIST3D
 from .mni152 import TISSUE_CLASSES, MNI152Tissue, load_mni152
+# planted tasks (a layout known in advance, to score a search) are importable, not in __all__
+from .planted import planted_clips, planted_model, planted_recovery  # noqa: F401
 from .synthetic_video import CLASSES, REVERSED_PAIRS, SomethingLite, make_clips
 from .transforms import CORRUPTIONS, augment_pair, corrupt
 from .video_io import read_video, uniform_indices, write_video
@@ -23,4 +25,3 @@ __all__ = [
     "MedMNIST3D", "SomethingFrames", "SomethingLite", "VideoFolder", "augment_pair", "corrupt",
     "load_mni152", "make_clips", "read_image", "read_video", "uniform_indices", "write_video",
 ]
-from .planted import planted_clips, planted_model, planted_recovery  # noqa: E402,F401 (issue 9)

@@ -39,7 +39,7 @@ def _triple(value, name: str) -> tuple | None:
 
 
 def _load_case(image_path: str, label_path: str, spacing, labels: dict) -> tuple[Tensor, Tensor]:
-    import nibabel as nib
+    import nibabel as nib  # optional dependency (the [data] extra): NIfTI cases only
 
     try:
         img = nib.as_closest_canonical(nib.load(image_path))

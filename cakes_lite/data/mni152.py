@@ -42,7 +42,7 @@ SPLIT_AXES = {"ap": 1, "si": 2}
 def nilearn_data_dir() -> str:
     """Folder of the MNI152 files inside the installed nilearn wheel."""
     try:
-        import nilearn
+        import nilearn  # optional dependency (the [data] extra): ships the template
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("MNI152 data needs nilearn: pip install 'cakes_lite[data]'") from e
     return os.path.join(os.path.dirname(nilearn.__file__), "datasets", "data")
@@ -57,7 +57,7 @@ def _check_spacing(spacing) -> float:
 @lru_cache(maxsize=1)
 def _read_native() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The three 1 mm uint8 volumes (about 26 MB) and their affine, read once."""
-    import nibabel as nib
+    import nibabel as nib  # optional dependency (the [data] extra)
 
     vols, affine = {}, None
     for key, name in _FILES.items():

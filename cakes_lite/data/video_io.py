@@ -24,7 +24,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 
 def _av():
     try:
-        import av
+        import av  # optional dependency (the [data] extra): video files only
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("video I/O needs PyAV: pip install 'cakes_lite[data]'") from e
     return av

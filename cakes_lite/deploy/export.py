@@ -83,7 +83,7 @@ def onnx_session(path: str | Path, threads: int | None = None, spinning: bool = 
             cores, e.g. PyTorch runs interleaved with it: spinning threads slowed PyTorch's own
             calls 2-4x in benchmarks/model_speed.py.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional dependency (the [export] extra): sessions only
 
     options = ort.SessionOptions()
     if threads is not None:

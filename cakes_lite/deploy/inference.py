@@ -15,8 +15,8 @@
   own calls do - applied to a 3D parent as well, it keeps comparisons fair; a
   ``ConvTranspose3d`` whose kernel equals its stride (U-Net up-sampling) becomes one matrix
   product (``_UpConv3d``). Given ``example=x``, it also times each CAKES layer's plans inside
-  the whole network (:mod:`cakes_lite.deploy.network_tuning`), pins the winners, and turns layers pinned
-  to ``"dense"`` into the plain conv they run.
+  the whole network (:mod:`cakes_lite.deploy.network_tuning`), pins the winners, and turns
+  layers pinned to ``"dense"`` into the plain conv they run.
 
 The caller's model is never changed. Speed: ``benchmarks/model_speed.py``.
 """
@@ -31,6 +31,7 @@ from torch import fx, nn
 
 from ..fast import plans
 from ..ops import CAKESConv3d
+from .network_tuning import tune_plans
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, CAKESConv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -184,7 +185,7 @@ class _UpConv3d(nn.Module):
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         c = self.conv
         if output_size is not None or x.dim() != 5 or x.device.type != "cpu" or \
-                plans._traced():
+                plans.traced():
             return c(x, output_size) if output_size is not None else \
                 c(x).contiguous(memory_format=torch.channels_last_3d)
         n, c_in, d, h, w = x.shape
@@ -231,8 +232,8 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
             faster, so no layer is slower than its 3D parent; the layer's ``last_plan`` says
             ``"dense"`` then. False: every layer does only its own MACs.
         example: an input of the shape you will serve: each CAKESConv3d's plan is then chosen
-            by timing the whole network (:func:`cakes_lite.deploy.network_tuning.tune_plans`; a plan that
-            wins alone can lose inside the network) and pinned. Costs
+            by timing the whole network (:func:`cakes_lite.deploy.network_tuning.tune_plans`;
+            a plan that wins alone can lose inside the network) and pinned. Costs
             ~layers × plans × 6 forwards once. None: plans measured per layer on first use.
 
     Returns:
@@ -253,8 +254,6 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
         out = ChannelsLast3d(out.to(memory_format=torch.channels_last_3d))
     out = out.eval()
     if example is not None and any(isinstance(m, CAKESConv3d) for m in out.modules()):
-        from .network_tuning import tune_plans
-
         tune_plans(out, example)
         _replace_dense(out)
     return out

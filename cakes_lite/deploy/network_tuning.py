@@ -1,14 +1,14 @@
 """Choosing each CAKES layer's plan inside the network it runs in (inference).
 
-:mod:`cakes_lite.fast.autotune` times a layer's plans on their own, on an input that stays in cache
-between repeats. Inside a network the layer reads what the previous layer just wrote and its
+:mod:`cakes_lite.fast.autotune` times a layer's plans on their own, on an input that stays in
+cache between repeats. Inside a network the layer reads what the previous layer just wrote and its
 temporaries compete with the rest of the model for cache, so a plan that wins alone can lose in
 place: in the bundled ``video_cakes_budget`` at batch 8 the tap-folded plan measured 10 % faster
 than ``dense`` alone and made the whole model 4 % slower. :func:`tune_plans` therefore times the
 *whole forward* with each candidate plan of one layer, the other layers fixed, layer after layer
 (one pass of coordinate descent), and pins the winners (``layer.plan``). With ``dense`` among the
-candidates (:func:`cakes_lite.deploy.inference.for_inference` allows it) a layer keeps a cheaper plan
-only where that makes the network faster. Used by ``for_inference(model, example=x)``.
+candidates (:func:`cakes_lite.deploy.inference.for_inference` allows it) a layer keeps a cheaper
+plan only where that makes the network faster. Used by ``for_inference(model, example=x)``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from ..speed import interleaved_samples
 def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> dict[str, str]:
     """Pin every CAKESConv3d's plan to the one that makes ``model(example)`` fastest.
 
-    Each layer's candidates (:func:`cakes_lite.fast.autotune.candidates`; ``"dense"`` where the layer
-    has ``allow_dense``) are timed as whole forwards, interleaved, ``repeats`` rounds after a
-    warm-up (:func:`cakes_lite.speed.interleaved_samples`), the fastest round of each kept
-    (interference only adds time). Costs about
-    ``layers × candidates × (repeats + 1)`` forwards.
+    Each layer's candidates (:func:`cakes_lite.fast.autotune.candidates`; ``"dense"`` where the
+    layer has ``allow_dense``) are timed as whole forwards, interleaved, ``repeats`` rounds after
+    a warm-up (:func:`cakes_lite.speed.interleaved_samples`), the fastest round of each kept
+    (interference only adds time). Costs about ``layers × candidates × (repeats + 1)`` forwards.
 
     Args:
         model: an eval-mode network (e.g. from :func:`cakes_lite.deploy.inference.for_inference`);

@@ -3,8 +3,10 @@
 Which plan of :mod:`cakes_lite.fast.plans` is fastest depends on the machine (vector ISA, cache,
 threads), the dtype, the device and the shapes; a static cost model describes one CPU. So the
 first forward of a layer on a new (input shape and memory format, split, stride, bias, dtype,
-device, threads, grad mode) key times every candidate plan, interleaved (forward, or forward + backward when
-gradients are being recorded), and caches the fastest; later calls look it up.
+device, threads, grad mode) key times every candidate plan, interleaved (forward, or forward +
+backward when gradients are being recorded), and caches the fastest; later calls look it up.
+This is the choice per LAYER, timed on its own; :mod:`cakes_lite.deploy.network_tuning` chooses
+per NETWORK, timing whole forwards.
 
 By default only inference calls (no gradient recorded) are measured: a call that records
 gradients (training, a search) runs the static ``"mixed"`` plan, so a seeded training run or
@@ -15,9 +17,10 @@ faster steps, run-to-run rounding then depends on timing. Switch measuring off e
 ``set_autotune(False)`` or ``CAKES_LITE_AUTOTUNE=0``: every layer then runs ``"mixed"``.
 The ``"dense"`` plan (the parent k×k×k conv's MACs, one call) is a candidate only with
 ``set_autotune(True, dense=True)`` or for layers with ``allow_dense = True`` (what
-:func:`cakes_lite.deploy.inference.for_inference` sets on its copy): it can win for tiny layers, where
-per-call overheads dominate, but does MACs the layer does not have. Nothing is timed under tracing, ``torch.compile``/``torch.export``, or a dispatch mode
-such as FlopCounterMode: a cached plan is used if there is one, else ``"mixed"``.
+:func:`cakes_lite.deploy.inference.for_inference` sets on its copy): it can win for tiny layers,
+where per-call overheads dominate, but does MACs the layer does not have. Nothing is timed under
+tracing, ``torch.compile``/``torch.export``, or a dispatch mode such as FlopCounterMode: a cached
+plan is used if there is one, else ``"mixed"``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 from ..speed import interleaved_samples
-from .plans import PLANS, Stride, Weights, _traced, fast, prepare, run
+from .plans import PLANS, Stride, Weights, fast, prepare, run, traced
 
 _ENV = os.environ.get("CAKES_LITE_AUTOTUNE", "1").strip().lower()
 _STATE = {"enabled": _ENV != "0", "training": _ENV == "all", "dense": False}
@@ -76,7 +79,7 @@ def clear_cache() -> None:
 
 def _tracing(x: torch.Tensor) -> bool:
     """True under jit tracing, torch.compile / export, or any dispatch / function mode."""
-    return _traced() or type(x) not in (torch.Tensor, torch.nn.Parameter)
+    return traced() or type(x) not in (torch.Tensor, torch.nn.Parameter)
 
 
 def key(x: torch.Tensor, weights: Weights, bias, stride: Stride,
@@ -130,9 +133,10 @@ def _step(x, weights, bias, stride, plan, grad: bool) -> Callable[[], None]:
 def measure(x: torch.Tensor, weights: Weights, bias, stride: Stride,
             plans: list[str], repeats: int = 7, grad: bool = False) -> dict[str, float]:
     """Milliseconds of each plan: the fastest of ``repeats`` interleaved rounds after one warm-up
-    round (:func:`cakes_lite.speed.interleaved_samples`; interference from other processes only ever adds time, and with several threads one
-    descheduled thread stalls the others, so a median of a few rounds could still crown a plan
-    that is 2× slower in steady state; it did, under load 1.4 on a 2-core machine).
+    round (:func:`cakes_lite.speed.interleaved_samples`). The minimum, because interference from
+    other processes only ever adds time, and with several threads one descheduled thread stalls
+    the others, so a median of a few rounds could still crown a plan that is 2× slower in steady
+    state; it did, under load 1.4 on a 2-core machine.
 
     On CPU with one intra-op thread the clock is the thread's CPU time (time spent descheduled
     by other processes on a shared machine does not count), else wall-clock time.

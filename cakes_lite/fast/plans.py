@@ -1,5 +1,7 @@
-"""Fast forward of heterogeneous sub-kernel convolutions (private helpers of ``ops.py``'s
-:class:`cakes_lite.CAKESConv3d` and ``search/layer.py``'s :class:`cakes_lite.SearchConv3d`).
+"""The forward plans of one CAKES layer: how :class:`cakes_lite.CAKESConv3d` (``ops.py``) and
+:class:`cakes_lite.SearchConv3d` (``search/layer.py``) run their heterogeneous sub-kernel
+convolutions. ``fast/autotune.py`` chooses among the plans per layer; the deploy wing uses
+:func:`conv` (oneDNN for a single sample) and :func:`traced` too.
 
 Why: running one ``F.conv3d`` per sub-kernel group (as the official code does) wastes much of
 the saved MACs on CPU: oneDNN pads every convolution's output channels to blocks of 16 (22
@@ -21,19 +23,18 @@ A *plan* says which groups run how (:data:`PLANS`):
 * ``"fold"``: every group with a 2D kernel part tap-folded as above, k×1×1 groups as columns;
 * ``"mixed"``: as ``"fold"``, but 16-multiples of a family's k_d > 1 group may run as a plain
   ``conv3d`` where a small static cost model says so (the deterministic default);
-* ``"conv3d"``: one ``conv3d`` per group (the official code's calls), assembled in
-  channels_last_3d;
+* ``"conv3d"``: one ``conv3d`` per group (the official calls), assembled in channels_last_3d;
 * ``"direct"``: the same calls on the input's own memory format, concatenated with ``torch.cat``
   (the official code's forward; its output keeps the input's memory format);
-* ``"dense"``: one ``conv3d`` with the zero-embedded k×k×k kernel: the time (and the MACs) of
-  the parent 3D layer; a candidate only where allowed (``allow_dense``, see cakes_lite/fast/autotune.py).
+* ``"dense"``: one ``conv3d`` with the zero-embedded k×k×k kernel: the parent 3D layer's time
+  and MACs; a candidate only where allowed (``allow_dense``, see cakes_lite/fast/autotune.py).
 
 Temporal stride > 1: ``conv3d`` for every group but the columns, in every plan. Which plan is
-fastest depends on the CPU/GPU, threads, dtype and shapes, so :mod:`cakes_lite.fast.autotune` measures
-it once per shape and caches it (like ``torch.backends.cudnn.benchmark``). Everything but
-``"direct"`` runs in channels_last_3d memory; the output is assembled in one pass forward and
-backward (cakes_lite/fast/assemble.py). Speed: benchmarks/layer_speed.py; equality with the dense reference:
-tests/test_speed.py and tests/test_ops.py.
+fastest depends on the CPU/GPU, threads, dtype and shapes, so :mod:`cakes_lite.fast.autotune`
+measures it once per shape and caches it (like ``torch.backends.cudnn.benchmark``). Everything
+but ``"direct"`` runs in channels_last_3d memory; the output is assembled in one pass forward
+and backward (cakes_lite/fast/assemble.py). Speed: benchmarks/layer_speed.py; equality with the
+dense reference: tests/test_fast_plans.py and tests/test_ops.py.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ def direct(x: torch.Tensor, weights: Weights, bias: torch.Tensor | None,
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
 
-def _traced() -> bool:
-    """Under jit tracing, torch.compile / export or a dispatch mode (FlopCounterMode, fake
+def traced() -> bool:
+    """True under jit tracing, torch.compile / export or a dispatch mode (FlopCounterMode, fake
     tensors): use only the public conv ops there."""
     return bool(torch.jit.is_tracing() or torch.compiler.is_compiling()
                 or torch._C._len_torch_dispatch_stack() > 0
@@ -85,7 +86,7 @@ def conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride, paddi
     input), which it only avoids for N > 1. Same values, gradients included."""
     if (x.shape[0] == 1 and x.device.type == "cpu" and x.dtype == torch.float32
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not _traced()):
+            and not traced()):
         nd = x.dim() - 2
         tup = (lambda v: [v] * nd if isinstance(v, int) else list(v))
         return torch.ops.aten.mkldnn_convolution(x, w, b, tup(padding), tup(stride),
@@ -284,7 +285,7 @@ def run(x: torch.Tensor, prep: Prepared, stride: Stride) -> torch.Tensor:
                 xf = x.transpose(1, 2).reshape(n_batch * depth, c_in, height, width)
             z = conv(xf, w, b, (sh, sw), (arg[0] // 2, arg[1] // 2))  # (N·D, M, H', W')
             sources.append(z.permute(0, 2, 3, 1).reshape(n_batch, depth, h_out, w_out, -1))
-    if _traced():
+    if traced():
         out = assemble_traceable(prep.recipe, prep.out_channels, sources)
     else:
         out = Assemble.apply(prep.recipe, prep.out_channels, *sources)  # (N, D', H', W', C_out)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ops import triple
+from .._helpers import triple
 from .common import apply_layout, check_positive_ints, config_to_dict, resolve_builders
 
 

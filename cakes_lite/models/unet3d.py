@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import triple
+from .._helpers import triple
 from .common import ConvBNReLU, apply_layout, check_positive_ints, config_to_dict, resolve_builders
 
 

@@ -1,6 +1,10 @@
 """The "Automatic" in CAKES: supernet, importance, sparsity, layout derivation, the search loop.
 
-* :mod:`.supernet` — :class:`SearchConv3d` and :func:`supernet` (performance / cost priority)
+* :mod:`.layer` — :class:`SearchConv3d`, the supernet layer (performance / cost priority), and
+  :func:`rank_candidates`
+* :mod:`.bn_pairing` — which BatchNorm consumes which conv's output
+* :mod:`.supernet` — :func:`supernet` (any model → SearchConv3d under the conv names),
+  :func:`search_layers`
 * :mod:`.sparsity` — :func:`importance`, :func:`sparsity_step`, :func:`param_groups`
 * :mod:`.derive` — :func:`derive_layout` (per layer as in the paper, or under a global budget)
 * :mod:`.run` — :func:`run_search` → :class:`SearchResult`

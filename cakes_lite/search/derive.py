@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cost import profile
 from ..kernels import kernel_volume
 from ..layout import Layout
 from .layer import SearchConv3d
@@ -209,8 +210,7 @@ def derive_layout(supernet_model: nn.Module, budget: float | None = None, round_
         if layer.out_channels % round_to:
             raise ValueError(f"layer {name!r}: out_channels={layer.out_channels} is not a "
                              f"multiple of round_to={round_to}")
-    if input_shape is not None:
-        from ..cost import profile  # one eval forward records every output_size
+    if input_shape is not None:  # one eval forward records every output_size
         profile(supernet_model, input_shape)
     factors = [_factor(m, n, metric, budget is not None) for n, m in layers]
     known = all(f is not None for f in factors)

@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._helpers import check_kernel_size, triple
+from ..convtypes import check_conv, subkernel_weight
 from ..fast import plans
 from ..kernels import kernel_shape, kernel_volume, resolve_space
-from ..ops import check_kernel_size, triple
 
 MODES = ("performance", "cost")
 
@@ -64,7 +65,7 @@ def rank_candidates(scores: torch.Tensor) -> torch.Tensor:
     Returns:
         (n·C_out,) flat indices j = i·C_out + c ordered by descending score, ties broken by
         channel c, then sub-kernel i (so equal scores give an even split, remainder to the
-        first, most expensive sub-kernels, as :func:`cakes_lite.baselines.even_split`).
+        first, most expensive sub-kernels, as :func:`cakes_lite.kernels.even_split`).
     """
     n, c_out = scores.shape
     # tie-break order: (c, i) -> j = i·C_out + c; a stable sort by -score keeps it among ties
@@ -104,7 +105,8 @@ class SearchConv3d(nn.Module):
         impl: how performance mode convolves: ``"dense"`` (default: the C_out sampled filters
             zero-embedded in k×k×k kernels, one conv3d: on CPU a split layer is barely faster
             than the full conv at these widths, and this needs no extra calls) or
-            ``"fast"`` / ``"direct"`` (one call per sub-kernel family, :mod:`cakes_lite.fast.plans`).
+            ``"fast"`` / ``"direct"`` (one call per sub-kernel family,
+            :mod:`cakes_lite.fast.plans`).
             Cost mode always groups (``"fast"`` unless ``"direct"``).
     """
 
@@ -302,8 +304,6 @@ class SearchConv3d(nn.Module):
             ValueError: a conv it cannot replace exactly (naming the layer and what is wrong),
                 a BN of the wrong width, a bad init.
         """
-        from ..convtypes import check_conv, subkernel_weight
-
         if init not in ("sum", "random"):
             raise ValueError(f"init: expected 'sum' or 'random', got {init!r}")
         g = check_conv(name, conv)

@@ -34,6 +34,7 @@ from torch import nn
 
 from .._helpers import atomic_write, atomic_write_text
 from ..layout import Layout, shrink
+from ..models import build_model, model_spec
 from ..ops import CAKESConv3d
 
 FORMAT = "cakes_lite.checkpoint"
@@ -102,8 +103,6 @@ def describe_model(model: nn.Module) -> tuple[dict | None, dict | None, str | No
     """``(spec, layout, why)``: the ``{name, config}`` that rebuilds ``model``, the layout of
     layers shrunk after building (``{name: split}`` or None), or ``(None, None, reason)`` when
     the model cannot be rebuilt from a config (a custom network, a supernet …)."""
-    from ..models import build_model, model_spec  # local import: models import nothing from train
-
     try:
         spec = model_spec(model)
     except ValueError as e:
@@ -250,8 +249,6 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
     info = read_checkpoint_info(path)
     directory = _json_path(path).parent
     if model is None:
-        from ..models import build_model
-
         if not info.get("model"):
             raise ValueError(f"checkpoint {str(directory)!r}: stores no model config "
                              f"({info.get('model_error')}); pass model= to load its weights")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..kernels import SUBKERNELS, kernel_volume
 from ..ops import normalise_split
@@ -201,8 +202,6 @@ def subkernel_shapes(
         A ``go.Figure`` with one 3D scene per sub-kernel that has channels (Mesh3d of its voxels
         plus the cube's wireframe).
     """
-    from plotly.subplots import make_subplots
-
     split = {n: c for n, c in normalise_split(split).items() if c}
     if not split:
         raise ValueError("split: expected at least one sub-kernel with channels, got none")
