@@ -13,9 +13,10 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # app_server, then the cakes_lite checkout
 
 from app_server import running_app  # noqa: E402 (tests/app_server.py, on the path just above)
+from cakes_lite._helpers import atomic_write  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
         "--disable-dev-shm-usage", "--disable-extensions", "--no-first-run"]
@@ -29,12 +30,14 @@ def shoot(url: str, out: Path) -> None:
         page.goto(url, wait_until="domcontentloaded")
         page.locator("#layout-bars .js-plotly-plot").first.wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(out / "app.png"), full_page=False)
+        atomic_write(out / "app.png", lambda tmp: page.screenshot(path=tmp, type="png"),
+                     suffix=".png")
         page.get_by_role("tab", name="Video inference").click()
         page.get_by_role("button", name="Classify").click()
         page.locator("#video-note").get_by_text("ms per clip").wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(out / "app_video.png"), full_page=True)
+        atomic_write(out / "app_video.png", lambda tmp: page.screenshot(
+            path=tmp, type="png", full_page=True), suffix=".png")
         browser.close()
 
 

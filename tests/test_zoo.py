@@ -1,4 +1,5 @@
-"""The bundled zoo (committed files) and the official ResNet-50 layouts' analytic cost."""
+"""The zoo format (written, then read back), the bundled zoo (committed files), and the official
+ResNet-50 layouts' analytic cost."""
 
 from __future__ import annotations
 
