@@ -58,3 +58,30 @@ def test_autotune_times_nothing_under_flop_counter(fresh_autotune):
         layer(torch.randn(1, 4, 3, 4, 4))
     assert layer.last_plan == "mixed" and not autotune.cached_plans()
     assert counter.get_total_flops() == 2 * 3 * 4 * 4 * layer.macs_per_output_voxel()
+
+
+def test_autotune_keeps_the_plan_with_the_fastest_round(fresh_autotune, one_thread, monkeypatch):
+    """A fake timer decides: the chosen plan is the one with the fastest single round (the
+    minimum: interference only adds time), not the slowest, not the best median."""
+    layer = cl.CAKESConv3d(6, {"kxkxk": 3, "1xkxk": 3, "kx1x1": 2}).eval()
+    plans = autotune.candidates(list(layer.weights.values()), layer.stride)
+    assert len(plans) >= 3
+    rounds = {p: [10.0 + i] * 3 for i, p in enumerate(plans)}  # ms per round, made up
+    rounds[plans[-1]] = [50.0, 1.0, 50.0]  # the fastest round, the worst median
+    calls = []
+
+    def fake_timer(steps, repeats=20, warmup=2, clock="wall", device=None, progress=None):
+        calls.append((sorted(steps), clock))
+        return {p: rounds[p] for p in steps}
+
+    monkeypatch.setattr(autotune, "interleaved_samples", fake_timer)
+    x = torch.randn(1, 6, 4, 5, 5)
+    with torch.no_grad():
+        layer(x)
+    assert calls == [(sorted(plans), "thread")]  # one CPU thread: the thread's CPU time
+    assert layer.last_plan == plans[-1]
+    rounds[plans[-1]] = [60.0] * 3  # now the first candidate is the fastest
+    autotune.clear_cache()
+    with torch.no_grad():
+        layer(x)
+    assert layer.last_plan == plans[0]
