@@ -116,3 +116,31 @@ def test_for_inference_with_example_pins_plans_in_the_network(factory, builder, 
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
     # profile still counts the wrapped convs of an inference copy (MACs of what runs)
     assert profile(for_inference(parent), x).macs == profile(parent, x).macs
+
+
+BIASED_CONVS = {
+    "Conv3d": lambda: nn.Conv3d(3, 4, 3, padding=1, bias=True),
+    "CAKESConv3d": lambda: CAKESConv3d(3, {"kxkxk": 2, "1xkxk": 1, "kx1x1": 1}, bias=True),
+}
+
+
+@pytest.mark.parametrize("conv", list(BIASED_CONVS))
+def test_fold_batchnorm_keeps_the_conv_bias_and_epsilon(conv):
+    """Adversarial statistics: running variances far below ε (so σ = sqrt(var + ε) is mostly ε)
+    and a large bias of the conv itself, which the BN shifts and scales by γ/σ ≈ 30."""
+    model = nn.Sequential(BIASED_CONVS[conv](), nn.BatchNorm3d(4, eps=1e-3), nn.ReLU()).double()
+    bn = model[1]
+    with torch.no_grad():
+        model[0].bias.uniform_(-2.0, 2.0)
+        bn.running_mean.uniform_(-1.0, 1.0)
+        bn.running_var.uniform_(1e-6, 1e-5)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.3, 0.3)
+    model.eval()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    x = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        want = model(x)
+        assert (want > 0).float().mean() > 0.2  # the ReLU lets enough through to compare
+        torch.testing.assert_close(folded(x), want, rtol=1e-9, atol=1e-9)
