@@ -44,3 +44,23 @@ def test_tune_plans_keeps_the_plan_that_makes_the_network_fastest(monkeypatch):
         network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=0)
     with pytest.raises(ValueError, match="found none"):
         network_tuning.tune_plans(nn.Sequential(nn.Conv3d(1, 1, 1)), torch.randn(1, 1, 2, 2, 2))
+
+
+def test_tune_plans_reports_each_layer_under_its_own_name(monkeypatch):
+    """Every layer has its own cheapest plan (a fake timer); each must be pinned on that layer
+    and reported under that layer's name."""
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, CAKESConv3d)}
+    candidates = {n: network_tuning.autotune.candidates(
+        [w.detach() for w in m.weights.values()], m.stride, m.allow_dense)
+        for n, m in layers.items()}
+    # layer i's winner: its candidate i (mod how many it has); neighbours differ
+    want = {n: plans[i % len(plans)] for i, (n, plans) in enumerate(candidates.items())}
+    assert len(layers) >= 3 and len(set(want.values())) >= 3
+    cost = {n: {p: (1.0 if p == want[n] else 2.0 + k) for k, p in enumerate(plans)}
+            for n, plans in candidates.items()}
+    monkeypatch.setattr(network_tuning, "interleaved_samples", fake_timer(
+        lambda: sum(cost[n][m.last_plan] for n, m in layers.items())))
+    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2)
+    assert chosen == want
+    assert {n: m.plan for n, m in layers.items()} == want
