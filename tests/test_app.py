@@ -248,6 +248,10 @@ BAD_VOLUMES = {
                                                         np.int16), "declares 2000×2000×2000"),
     "2000³ float32 header": (lambda d: _nifti_header_only(d / "bomb32.nii.gz", (2000,) * 3,
                                                           np.float32), "declares 2000×2000×2000"),
+    # within the 1024-per-axis cap, 8× the voxel limit: refused from the header alone (reading
+    # voxels would fail differently: the file holds none)
+    "512³ uint8 header": (lambda d: _nifti_header_only(d / "cube.nii.gz", (512,) * 3, np.uint8),
+                          "at most 16,777,216 voxels .*declares 512×512×512"),
     "too big at 2 mm": (lambda d: _nifti(d / "wide.nii.gz", (60, 60, 60), (5.0, 5.0, 5.0)),
                         "at most 1,200,000 voxels at 2 mm"),
     "4D": (lambda d: _nifti(d / "dwi.nii.gz", (12, 12, 12, 3)), "expected a 3D volume"),
