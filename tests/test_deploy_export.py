@@ -3,6 +3,8 @@ outputs; CUDA equality of the fast path (gpu-marked, skipped without CUDA)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -65,3 +67,33 @@ def test_export_rejects_bad_arguments(tmp_path):
         export.export_program("net", torch.zeros(1))
     with pytest.raises(ValueError, match="example: expected an input tensor"):
         export.export_onnx(torch.nn.Identity(), [1, 2], tmp_path / "m.onnx")
+
+
+class HalfSave:
+    """Stands in for what ``torch.onnx.export`` returns: ``save`` writes part of a file, then
+    fails like a full disk (or succeeds, with ``fail=False``)."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def save(self, destination, *args, **kwargs) -> None:
+        with open(destination, "wb") as f:
+            f.write(b"the first half of a model")
+            if self.fail:
+                raise OSError("No space left on device")
+
+
+def test_onnx_file_is_replaced_only_by_a_complete_save(tmp_path, monkeypatch):
+    target, x = tmp_path / "m.onnx", torch.zeros(1, 1, 2, 2, 2)
+    target.write_bytes(b"the model that was there")
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: HalfSave(fail=True))
+    with pytest.raises(OSError, match="No space left"):
+        export.export_onnx(torch.nn.Identity(), x, target)
+    assert target.read_bytes() == b"the model that was there"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left behind
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: HalfSave(fail=False))
+    assert export.export_onnx(torch.nn.Identity(), x, target) == target
+    assert target.read_bytes() == b"the first half of a model"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode, not mkstemp's 0600
