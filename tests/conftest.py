@@ -1,9 +1,11 @@
-"""Shared pytest set-up: `import cakes_lite` from the repo root, and a seeded torch per test."""
+"""Shared pytest set-up: `import cakes_lite` from the repo root, a seeded torch per test, and
+fixtures that pin the threads and switch plan autotuning on or off."""
 
 from __future__ import annotations
 
 import random
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,10 +35,26 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@contextmanager
+def autotune_switched(enabled: bool):
+    """Plan autotuning on or off with an empty cache; the previous switch restored after."""
+    was = autotune.autotune_enabled()
+    autotune.set_autotune(enabled)
+    try:
+        yield
+    finally:
+        autotune.set_autotune(was)
+
+
+@pytest.fixture
+def fresh_autotune():
+    """Autotuning on, nothing measured yet."""
+    with autotune_switched(True):
+        yield
+
+
 @pytest.fixture
 def no_autotune():
     """Every CAKES layer runs the static "mixed" plan (nothing timed: quick, deterministic)."""
-    was = autotune.autotune_enabled()
-    autotune.set_autotune(False)
-    yield
-    autotune.set_autotune(was)
+    with autotune_switched(False):
+        yield

@@ -1,5 +1,6 @@
 """Per-layer plan choice (cakes_lite/fast/autotune.py): measured once per key and cached, off for
-calls that record gradients unless asked, nothing timed under a dispatch mode."""
+calls that record gradients unless asked, nothing timed under a dispatch mode (fixture
+``fresh_autotune`` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,6 @@ from torch.utils.flop_counter import FlopCounterMode
 import cakes_lite as cl
 from cakes_lite.fast import autotune
 from test_ops import dense_reference
-
-
-@pytest.fixture
-def fresh_autotune():
-    """Autotuning on with an empty cache; the previous switch restored afterwards."""
-    was = autotune.autotune_enabled()
-    autotune.set_autotune(True)
-    yield
-    autotune.set_autotune(was)
 
 
 def test_autotune_measures_once_caches_and_can_be_switched_off(fresh_autotune, monkeypatch):
