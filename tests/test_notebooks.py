@@ -24,7 +24,7 @@ NAMES = [
     "04_volumetric_segmentation.ipynb",
     "05_shrink_your_model.ipynb",
 ]
-#: the issue asks for <= 60 s per notebook on 2 cores; the margin absorbs kernel start-up.
+#: each notebook should run in <= 60 s on 2 cores in smoke mode; the margin absorbs kernel start-up.
 #: Override with CAKES_NOTEBOOK_BUDGET_S. The budget is only asserted when the machine is not
 #: overloaded (load average <= 2 per core): on a busy shared machine wall time says little.
 BUDGET_S = float(os.environ.get("CAKES_NOTEBOOK_BUDGET_S", "120"))
