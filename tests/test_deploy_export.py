@@ -1,5 +1,5 @@
-"""Deployment: shrunk models through torch.export and ONNX (onnxruntime on CPU) keep their
-outputs; CUDA equality of the fast path (gpu-marked, skipped without CUDA)."""
+"""Export (cakes_lite/deploy/export.py): shrunk models through torch.export and ONNX
+(onnxruntime on CPU) keep their outputs; ONNX files are written atomically."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-import cakes_lite as cl
 from cakes_lite.deploy import export
 from cakes_lite.deploy.inference import for_inference
-from cakes_lite.fast import plans as fastconv
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
