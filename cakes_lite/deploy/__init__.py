@@ -8,7 +8,8 @@
 * :mod:`.export` — ``torch.export`` programs and ONNX files (written atomically), ONNX Runtime
   sessions.
 
-Built on :mod:`cakes_lite.ops` and :mod:`cakes_lite.fast`; nothing in the library imports it.
+Built on :mod:`cakes_lite.ops`, :mod:`cakes_lite.fast` and the timer of :mod:`cakes_lite.speed`;
+nothing in the library imports it.
 The public names are ``cakes_lite.for_inference``, ``cakes_lite.fold_batchnorm`` and the module
 ``cakes_lite.export``.
 """
