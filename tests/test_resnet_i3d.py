@@ -13,13 +13,13 @@ import json
 
 import pytest
 import torch
-from test_cost import flop_counter, thop_per_module  # the shared cross-check helpers
 from torch import nn
-from torchvision_resnet import ResNet as ResNet2d
 
 import cakes_lite as cl
 from cakes_lite import zoo
 from cakes_lite.models import ResNetI3d, build_model, model_spec, resnet50_i3d, resnet_i3d
+from test_cost import flop_counter, thop_per_module  # the shared cross-check helpers
+from torchvision_resnet import ResNet as ResNet2d  # torchvision's key names, test-only
 
 CLIP = (1, 3, 8, 224, 224)  # the paper's input
 #: (params, MACs) at CLIP with 174 classes, measured by cl.profile (= thop = FlopCounterMode / 2)
