@@ -14,6 +14,7 @@ from torch import nn
 
 from .resnet3d import BasicBlock, Bottleneck, ResNet3d, ResNet3dConfig, resnet3d, resnet3d_tiny
 from .inflate import inflate
+from .official import load_official
 from .resnet_i3d import ResNetI3d, ResNetI3dConfig, resnet50_i3d, resnet_i3d
 from .unet3d import UNet3d, UNet3dConfig, unet3d, unet3d_tiny
 
@@ -71,5 +72,6 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 
 __all__ = ["MODELS", "TASKS", "BasicBlock", "Bottleneck", "ResNet3d", "ResNet3dConfig", "ResNetI3d",
-           "ResNetI3dConfig", "UNet3d", "UNet3dConfig", "build_model", "inflate", "model_spec",
-           "resnet3d", "resnet3d_tiny", "resnet50_i3d", "resnet_i3d", "unet3d", "unet3d_tiny"]
+           "ResNetI3dConfig", "UNet3d", "UNet3dConfig", "build_model", "inflate", "load_official",
+           "model_spec", "resnet3d", "resnet3d_tiny", "resnet50_i3d", "resnet_i3d", "unet3d",
+           "unet3d_tiny"]
