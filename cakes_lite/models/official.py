@@ -139,6 +139,28 @@ def _choose_layout(splits: dict[str, dict[str, int]], layout: Any) -> tuple[str,
     return "3d", Layout(splits, {"title": "read from an official checkpoint"})
 
 
+def _source(key: str, blocks: dict, sd: dict[str, torch.Tensor],
+            head: str) -> tuple[str, torch.Tensor | None, int]:
+    """Their key for our state-dict ``key``, and the channel permutation to apply along a dim."""
+    m = re.fullmatch(r"(layer\d\.\d+)\.(conv2|bn2|conv3)(?:\.weights\.(\w+)|(\.\w+))", key)
+    if key.startswith("fc."):
+        return f"{head}{key[2:]}", None, 0
+    if not m:
+        return f"base_model.{key}", None, 0
+    groups, bn = blocks[m.group(1)]
+    if m.group(2) == "conv2":  # a group's weight (CAKES), or the one plain conv
+        return groups[m.group(3) or next(iter(groups))], None, 0
+    # our channel c is their channel perm[c]: their groups are concatenated in their order
+    starts, start = {}, 0
+    for g, k in groups.items():
+        starts[g], start = start, start + sd[k].shape[0]
+    perm = torch.cat([torch.arange(starts[g], starts[g] + sd[groups[g]].shape[0])
+                      for g in SUBKERNELS if g in groups])
+    if m.group(2) == "bn2":
+        return bn + m.group(4), perm, 0
+    return f"base_model.{key}", perm, 1  # conv3: its input channels
+
+
 def load_official(path: str | Path | Mapping, layout: Any = None) -> ResNetI3d:
     """Load a checkpoint of the official CAKES code (yucornetto/CAKES) into ``resnet50_i3d``.
 
@@ -186,34 +208,18 @@ def load_official(path: str | Path | Mapping, layout: Any = None) -> ResNetI3d:
     model = model.to_empty(device="cpu")
     ours, used = {}, set()
     for key, target in model.state_dict().items():
-        theirs, perm = f"base_model.{key}", None
-        m = re.fullmatch(r"(layer\d\.\d+)\.(conv2|bn2|conv3)(?:\.weights\.(\w+)|(\.\w+))", key)
-        if m:
-            groups, bn = blocks[m.group(1)]
-            # their channel c_theirs = perm[c_ours]: groups concatenated in their order
-            starts, start = {}, 0
-            for g, k in groups.items():
-                starts[g], start = start, start + sd[k].shape[0]
-            perm = torch.cat([torch.arange(starts[g], starts[g] + sd[groups[g]].shape[0])
-                              for g in SUBKERNELS if g in groups])
-            if m.group(2) == "conv2":
-                theirs = groups[m.group(3) or next(iter(groups))]
-                perm = None
-            elif m.group(2) == "bn2":
-                theirs = bn + m.group(4)
-        elif key.startswith("fc."):
-            theirs = f"{head}{key[2:]}"
+        theirs, perm, dim = _source(key, blocks, sd, head)
         if theirs not in sd:
             if key.endswith("num_batches_tracked"):  # older PyTorch did not save it
                 ours[key] = torch.zeros((), dtype=torch.long)
                 continue
             raise _fail(f"key {theirs!r}", f"missing (needed for {key!r})")
         value = sd[theirs]
-        if perm is not None and value.dim() > 0:
-            value = value[:, perm] if m.group(2) == "conv3" else value[perm]
         if value.shape != target.shape:
             raise _fail(f"key {theirs!r}", f"expected shape {tuple(target.shape)} for "
                                            f"{key!r}, got {tuple(value.shape)}")
+        if perm is not None and value.dim() > 0:
+            value = value.index_select(dim, perm)
         ours[key] = value.to(target.dtype)
         used.add(theirs)
     unexpected = [k for k in sd if k not in used]
