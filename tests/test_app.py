@@ -104,6 +104,9 @@ def test_layout_explorer_official_and_ours(app):
     table = rows(costs)
     # official CAKES^C 1,2,3D: under half of the 16 layers' 3D MACs (0.464, analytic)
     assert table[1][0] == "full 3D" and table[0][3] == pytest.approx(0.464, abs=1e-3)
+    # whole network = cl.profile(resnet50_i3d(layout=…)) at 1×3×8×224² (test_resnet_i3d.py)
+    assert [r[1] for r in table[2:]] == pytest.approx([38496.99, 62292.46], abs=0.01)
+    assert [r[2] for r in table[2:]] == pytest.approx([35.0294, 46.4991], abs=1e-4)
     assert "8×224×224" in note and not note.startswith("**⚠")
     assert value(layer) == "layer1.0.conv2"
     scenes = plotly_json(shapes)
