@@ -9,18 +9,24 @@ MNI152 comes from nilearn's wheel, and users' data is read with PyAV (video, fra
 * :func:`read_video`, :func:`write_video` — PyAV I/O (H.264 MP4 playable in browsers).
 * :class:`VideoFolder` (UCF101 / HMDB51), :class:`SomethingFrames` (SSv1 frame folders),
   :class:`DecathlonTask` (MSD task folders), :class:`MedMNIST3D` (.npz).
+* :class:`SomethingV1` — Something-Something V1 as its authors' code reads it: TSN sampling,
+  multi-scale crop, label-swapping flips, multi-view evaluation (:mod:`.tsn`,
+  :mod:`.clip_transforms`); :mod:`.subset` — seeded class-balanced subsets;
+  :mod:`.fixtures` — tiny SSv1 / Decathlon folders in the official layouts.
 """
 
 from .folders import SomethingFrames, VideoFolder, read_image
 from .medical import DecathlonTask, MedMNIST3D
 from .mni152 import TISSUE_CLASSES, MNI152Tissue, load_mni152
+from .something import SSV1_FLIP_PAIRS, SomethingV1
 from .synthetic_video import CLASSES, REVERSED_PAIRS, SomethingLite, make_clips
 from .transforms import CORRUPTIONS, augment_pair, corrupt
 from .video_io import read_video, uniform_indices, write_video
 
 __all__ = [
-    "CLASSES", "CORRUPTIONS", "REVERSED_PAIRS", "TISSUE_CLASSES", "DecathlonTask", "MNI152Tissue",
-    "MedMNIST3D", "SomethingFrames", "SomethingLite", "VideoFolder", "augment_pair", "corrupt",
+    "CLASSES", "CORRUPTIONS", "REVERSED_PAIRS", "SSV1_FLIP_PAIRS", "TISSUE_CLASSES",
+    "DecathlonTask", "MNI152Tissue", "MedMNIST3D", "SomethingFrames", "SomethingLite",
+    "SomethingV1", "VideoFolder", "augment_pair", "corrupt",
     "load_mni152", "make_clips", "read_image", "read_video", "uniform_indices", "write_video",
 ]
 from .planted import planted_clips, planted_model, planted_recovery  # noqa: E402,F401 (issue 9)
