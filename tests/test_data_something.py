@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from cakes_lite.data import SomethingV1
@@ -94,6 +95,13 @@ def test_fixed_offsets_and_multi_scale_boxes():
     snapped = {ct.multi_scale_crop_box(300, 226, 224, np.random.default_rng(s), (1.0,), 0)[2:]
                for s in range(5)}
     assert snapped == {(224, 224)}
+
+
+def test_to_tensor_normalises_with_the_imagenet_statistics():
+    arr = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
+    clip = ct.to_tensor([Image.fromarray(a) for a in arr])
+    ref = (torch.from_numpy(arr).float() / 255 - MEAN) / STD  # (T, H, W, 3)
+    assert clip.shape == (3, 3, 5, 7) and torch.allclose(clip, ref.permute(3, 0, 1, 2), atol=1e-5)
 
 
 @pytest.mark.parametrize("w, h, crops, expect", [

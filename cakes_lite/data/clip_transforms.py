@@ -154,6 +154,8 @@ def to_tensor(images: Sequence[Image.Image], mean: Sequence[float] = IMAGENET_ME
     arr = np.stack([np.asarray(im, dtype=np.uint8) for im in images])  # (T, H, W, 3) uint8
     clip = torch.from_numpy(arr).permute(3, 0, 1, 2).to(  # (3, T, H, W), one copy
         torch.float32, memory_format=torch.contiguous_format)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1) * 255.0
-    return clip.sub_(m).div_(s)
+    # (x / 255 − mean) / std = x · 1 / (255 std) − mean / std, in place
+    scale = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1))
+    shift = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1) / torch.tensor(
+        std, dtype=torch.float32).view(3, 1, 1, 1)
+    return clip.mul_(scale).sub_(shift)
