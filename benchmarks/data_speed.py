@@ -13,6 +13,11 @@ The data are synthetic fixtures in the official layouts, written to a temporary 
 resampled to 1 × 1 × 2 mm). Variants are interleaved round by round; medians are reported,
 with ratios to the 0-worker loader. Results: ``benchmarks/results/data_speed.json``.
 
+The main process runs with one torch thread (``--threads``): on this shared 2-core machine two
+intra-op threads made the in-process loaders 2–4× slower (the Decathlon patch loader 30×),
+their OpenMP threads waiting for each other while other processes held the cores. DataLoader
+workers always use one thread.
+
     flock /tmp/cakes_heavy.lock python benchmarks/data_speed.py            # the numbers in results/
     python benchmarks/data_speed.py --rounds 3 --videos 24 --workers 0 2   # quicker
 """
@@ -91,7 +96,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cases", type=int, default=4, help="fixture Decathlon cases")
     p.add_argument("--patch", type=int, nargs=3, default=[96, 96, 32])
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the main process (see the module docstring)")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
