@@ -18,7 +18,6 @@ MNI152 comes from nilearn's wheel, and users' data is read with PyAV (video, fra
 from .folders import SomethingFrames, VideoFolder, read_image
 from .medical import DecathlonTask, MedMNIST3D
 from .mni152 import TISSUE_CLASSES, MNI152Tissue, load_mni152
-from .something import SSV1_FLIP_PAIRS, SomethingV1
 from .synthetic_video import CLASSES, REVERSED_PAIRS, SomethingLite, make_clips
 from .transforms import CORRUPTIONS, augment_pair, corrupt
 from .video_io import read_video, uniform_indices, write_video
@@ -30,3 +29,13 @@ __all__ = [
     "load_mni152", "make_clips", "read_image", "read_video", "uniform_indices", "write_video",
 ]
 from .planted import planted_clips, planted_model, planted_recovery  # noqa: E402,F401 (issue 9)
+
+
+def __getattr__(name: str):
+    # SomethingV1 decodes JPEGs with Pillow (the 'data' extra): its module is imported on first
+    # use, so the synthetic datasets work without Pillow installed
+    if name in ("SomethingV1", "SSV1_FLIP_PAIRS"):
+        from . import something
+
+        return getattr(something, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
