@@ -93,7 +93,8 @@ class SomethingV1(Dataset):
             frame (one ``stat`` per video).
 
     Items are ``(clip (3, T, size, size) float32, label int)``. ``.classes`` are the names,
-    ``.samples`` the ``(folder, num_frames, label, list line)`` records.
+    ``.samples`` the ``(folder, num_frames, label, list line)`` records, ``.flip_pairs`` the
+    ``{label: label of the mirrored clip}`` map (in this dataset's numbering).
 
     Raises:
         ValueError: a malformed list line, a label outside ``category.txt``, a missing or empty
@@ -190,7 +191,8 @@ class SomethingV1(Dataset):
         # classes are drawn from those of the training list, so both splits get the same
         train_list = os.path.join(self.root, "train_videofolder.txt")
         present = ({s[2] for s in self.samples} if self.split == "train" else
-                   {int(ln.split()[2]) for _, ln in _lines(train_list) if len(ln.split()) == 3})
+                   {int(parts[2]) for parts in (ln.split() for _, ln in _lines(train_list))
+                    if len(parts) == 3 and parts[2].isdigit()})
         self.class_ids = choose_classes(present, subset[0], self.seed, pairs)
         keep = balanced_indices([s[2] for s in self.samples], self.class_ids, subset[1],
                                 self.seed)
