@@ -112,7 +112,7 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
 
 
 #: the built-in networks (cakes_lite.models.MODELS; listed here so --help needs no torch).
-MODEL_NAMES = ("resnet3d", "resnet3d_tiny", "unet3d", "unet3d_tiny")
+MODEL_NAMES = ("resnet3d", "resnet3d_tiny", "resnet_i3d", "resnet50_i3d", "unet3d", "unet3d_tiny")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

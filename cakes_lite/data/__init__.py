@@ -9,6 +9,10 @@ MNI152 comes from nilearn's wheel, and users' data is read with PyAV (video, fra
 * :func:`read_video`, :func:`write_video` — PyAV I/O (H.264 MP4 playable in browsers).
 * :class:`VideoFolder` (UCF101 / HMDB51), :class:`SomethingFrames` (SSv1 frame folders),
   :class:`DecathlonTask` (MSD task folders), :class:`MedMNIST3D` (.npz).
+* :class:`SomethingV1` — Something-Something V1 as its authors' code reads it: TSN sampling,
+  multi-scale crop, label-swapping flips, multi-view evaluation (:mod:`.tsn`,
+  :mod:`.clip_transforms`); :mod:`.subset` — seeded class-balanced subsets;
+  :mod:`.fixtures` — tiny SSv1 / Decathlon folders in the official layouts.
 """
 
 from .folders import SomethingFrames, VideoFolder, read_image
@@ -21,7 +25,18 @@ from .transforms import CORRUPTIONS, augment_pair, corrupt
 from .video_io import read_video, uniform_indices, write_video
 
 __all__ = [
-    "CLASSES", "CORRUPTIONS", "REVERSED_PAIRS", "TISSUE_CLASSES", "DecathlonTask", "MNI152Tissue",
-    "MedMNIST3D", "SomethingFrames", "SomethingLite", "VideoFolder", "augment_pair", "corrupt",
+    "CLASSES", "CORRUPTIONS", "REVERSED_PAIRS", "SSV1_FLIP_PAIRS", "TISSUE_CLASSES",
+    "DecathlonTask", "MNI152Tissue", "MedMNIST3D", "SomethingFrames", "SomethingLite",
+    "SomethingV1", "VideoFolder", "augment_pair", "corrupt",
     "load_mni152", "make_clips", "read_image", "read_video", "uniform_indices", "write_video",
 ]
+
+
+def __getattr__(name: str):
+    # SomethingV1 decodes JPEGs with Pillow (the 'data' extra): its module is imported on first
+    # use, so the synthetic datasets work without Pillow installed
+    if name in ("SomethingV1", "SSV1_FLIP_PAIRS"):
+        from . import something
+
+        return getattr(something, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

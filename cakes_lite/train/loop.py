@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
         meta: dict | None = None, callback: Callable[[dict], Any] | None = None,
         step_hook: Callable[[nn.Module], Any] | None = None, grad_clip: float | None = None,
         max_steps_per_epoch: int | None = None, checkpoint_every: int | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, lr_schedule: Callable[[int, int], float] | None = None,
+        nesterov: bool | None = None) -> FitResult:
     """Train ``model`` with AdamW/SGD, linear warm-up + cosine decay, per-epoch checkpoints.
 
     Args:
@@ -147,6 +148,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
         checkpoint_every: also write a checkpoint every this many batches inside an epoch
             (needs ``checkpoint_dir``), for runs that may be stopped mid-epoch.
         progress: tqdm progress bars.
+        lr_schedule: ``f(step, steps_per_epoch) -> factor`` of every group's lr, replacing
+            the warm-up + cosine (then ``warmup_epochs`` / ``min_lr_factor`` must stay 0),
+            e.g. :class:`~.schedule.MultiStepWarmup`.
+        nesterov: for ``optimizer="sgd"``: ``False`` for plain momentum (default Nesterov).
 
     Returns:
         :class:`FitResult` with ``.model`` and ``.history`` (one dict per epoch: ``epoch``,
@@ -157,6 +162,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint stays).
     """
     _check_fit_args(task, epochs, lr, checkpoint_every, checkpoint_dir)
+    if lr_schedule is not None and (warmup_epochs or min_lr_factor):
+        raise ValueError(f"lr_schedule: replaces warmup_epochs / min_lr_factor, which must stay "
+                         f"0; got {warmup_epochs} / {min_lr_factor}")
     dist_on = D.is_distributed()
     device = _fit_device(device, dist_on, deterministic)
     torch.manual_seed(seed)
@@ -164,7 +172,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
     n_cls = _num_classes(model, num_classes) if task == "segmentation" else None
     model = model.to(device)
     opt = make_optimizer(optimizer, param_groups or default_param_groups(model, weight_decay),
-                         lr, momentum)
+                         lr, momentum, nesterov)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype(device, amp) == torch.float16 else None
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     ck = _load_resume(resume, ckpt_dir, model, opt, scaler, device)
@@ -177,15 +185,17 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
             model, device_ids=[device.index] if device.type == "cuda" else None)
     steps = _steps_per_epoch(train_loader, max_steps_per_epoch)
     total, warmup = epochs * steps, round(warmup_epochs * steps)
-    ctx = StepContext(model, train_model, opt, loss_fn, device,
-                      lambda s: warmup_cosine(s, total, warmup, min_lr_factor), amp=amp,
+    factor = ((lambda s: lr_schedule(s, steps)) if lr_schedule is not None else
+              (lambda s: warmup_cosine(s, total, warmup, min_lr_factor)))
+    ctx = StepContext(model, train_model, opt, loss_fn, device, factor, amp=amp,
                       scaler=scaler, grad_clip=grad_clip, step_hook=step_hook,
                       step=int(ck.info.get("step", 0)) if ck else 0,
                       where=lambda: _checkpoint_hint(ckpt_dir))
     run_meta = {"task": task, "fit": {"epochs": epochs, "lr": lr, "seed": seed,
                                       "optimizer": optimizer if isinstance(optimizer, str)
                                       else "custom", "weight_decay": weight_decay,
-                                      "warmup_epochs": warmup_epochs}, **(meta or {})}
+                                      "warmup_epochs": warmup_epochs,
+                                      **_schedule_meta(lr_schedule, nesterov)}, **(meta or {})}
     gens, main = loader_generators(train_loader), D.is_main()
     history = ck.history if ck else []
 
@@ -239,6 +249,15 @@ def _check_fit_args(task: str, epochs: Any, lr: Any, checkpoint_every: Any,
         raise ValueError(f"checkpoint_every: expected a positive int together with "
                          f"checkpoint_dir, got {checkpoint_every!r} (checkpoint_dir="
                          f"{checkpoint_dir!r})")
+
+
+def _schedule_meta(lr_schedule: Any, nesterov: bool | None) -> dict[str, Any]:
+    """The non-default schedule / momentum of a run, JSON-able, for the checkpoint."""
+    out: dict[str, Any] = {} if nesterov is None else {"nesterov": bool(nesterov)}
+    if lr_schedule is not None:
+        out["lr_schedule"] = ({"name": type(lr_schedule).__name__, **asdict(lr_schedule)}
+                              if is_dataclass(lr_schedule) else "custom")
+    return out
 
 
 def _fit_device(device: Any, dist_on: bool, deterministic: bool) -> torch.device:

@@ -1,4 +1,4 @@
-"""Metrics and losses: top-1 accuracy, per-class Dice (dataset-level), soft Dice loss.
+"""Metrics and losses: top-1 / top-5 accuracy, per-class Dice (dataset-level), soft Dice loss.
 
 :func:`dice_per_class` is the one Dice (absent class: NaN, left out of means).
 
@@ -18,6 +18,15 @@ import torch.nn.functional as F
 def top1_correct(logits: torch.Tensor, targets: torch.Tensor) -> int:
     """Number of samples whose arg-max class equals the target. logits (N, C), targets (N,)."""
     return int((logits.argmax(dim=1) == targets).sum())
+
+
+def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int = 5) -> int:
+    """Number of samples whose target is among the k highest logits (all of them when there
+    are at most k classes). logits (N, C), targets (N,)."""
+    if k < 1:
+        raise ValueError(f"k: expected a positive int, got {k!r}")
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices  # (N, k)
+    return int((top == targets.view(-1, 1)).any(dim=1).sum())
 
 
 def dice_counts(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -123,11 +132,12 @@ def default_loss(task: str):
 
 
 class Meter:
-    """Running sums for one pass over a loader: loss·n, n, correct (cls) or Dice counts (seg)."""
+    """Running sums for one pass over a loader: loss·n, n, top-1 and top-5 correct (cls) or
+    Dice counts (seg)."""
 
     def __init__(self, task: str, num_classes: int | None = None):
         self.task, self.num_classes = task, num_classes
-        self.loss_sum, self.n, self.correct = 0.0, 0, 0
+        self.loss_sum, self.n, self.correct, self.correct5 = 0.0, 0, 0, 0
         self.counts: torch.Tensor | None = None
         if task == "segmentation" and num_classes:  # same size on every DDP rank
             self.counts = torch.zeros(3, num_classes, dtype=torch.float64)
@@ -138,28 +148,36 @@ class Meter:
         self.n += n
         if self.task == "classification":
             self.correct += top1_correct(logits, targets)
+            self.correct5 += topk_correct(logits, targets, 5)
         else:
             c = self.num_classes or logits.shape[1]
             counts = dice_counts(logits, targets, c)
             self.counts = counts if self.counts is None else self.counts + counts
 
     def as_tensor(self) -> torch.Tensor:
-        """Flat float64 vector [loss_sum, n, correct, counts…] (for all-reduce)."""
-        extra = self.counts.flatten() if self.counts is not None else torch.zeros(0)
+        """Flat float64 vector (for all-reduce): [loss_sum, n, correct, correct5]
+        (classification) or [loss_sum, n, correct, Dice counts…] (segmentation)."""
+        if self.task == "classification":
+            extra = torch.tensor([float(self.correct5)])
+        else:
+            extra = self.counts.flatten() if self.counts is not None else torch.zeros(0)
         base = torch.tensor([self.loss_sum, self.n, self.correct], dtype=torch.float64)
         return torch.cat([base, extra.double()])
 
     def load_tensor(self, t: torch.Tensor) -> None:
         self.loss_sum, self.n, self.correct = float(t[0]), int(t[1]), int(t[2])
-        if t.numel() > 3:  # Dice counts (also when num_classes was learnt from the logits)
+        if self.task == "classification":
+            self.correct5 = int(t[3]) if t.numel() > 3 else 0  # older checkpoints: no top-5
+        elif t.numel() > 3:  # Dice counts (also when num_classes was learnt from the logits)
             self.counts = t[3:].view(3, -1).clone()
 
     def result(self, prefix: str = "") -> dict:
-        """``{loss, n, top1}`` or ``{loss, n, dice (per class), mean_dice}``."""
+        """``{loss, n, top1, top5}`` or ``{loss, n, dice (per class), mean_dice}``."""
         n = max(self.n, 1)
         out = {f"{prefix}loss": self.loss_sum / n, f"{prefix}n": self.n}
         if self.task == "classification":
             out[f"{prefix}top1"] = self.correct / n
+            out[f"{prefix}top5"] = self.correct5 / n
         elif self.counts is not None:
             dice = dice_from_counts(self.counts)
             out[f"{prefix}dice"] = dice
