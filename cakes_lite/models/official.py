@@ -31,7 +31,7 @@ import torch
 
 from ..kernels import SUBKERNELS
 from ..layout import Layout
-from ..zoo import official_layouts
+from ..official import official_layouts
 from .resnet_i3d import WIDTHS, ResNetI3d, resnet50_i3d, resolve_layout
 
 BLOCKS = (3, 4, 6, 3)  # ResNet-50

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..convtypes import is_searchable
 from ..layout import Layout
-from ..zoo import official_layouts
+from ..official import official_layouts
 from .common import apply_layout, check_positive_ints, config_to_dict, resolve_builders
 from .resnet3d import BasicBlock, Bottleneck
 
