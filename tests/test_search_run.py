@@ -91,7 +91,7 @@ def test_history_shows_accuracy_and_gamma_shift_and_warmup_freezes_gamma(mode):
 
 def test_accuracy_counts_argmax_hits():
     # a constant model-independent check: segmentation-shaped logits vs targets
-    from cakes_lite.search.run import _correct
+    from cakes_lite.search.monitor import correct as _correct
 
     logits = torch.tensor([[[2.0, 0.0]], [[0.0, 1.0]]]).permute(0, 2, 1)  # (N=2, K=2, 1)
     assert _correct(logits, torch.tensor([[0], [0]])) == (1, 2)
