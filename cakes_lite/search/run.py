@@ -53,8 +53,7 @@ DEFAULT_SPARSITY = {"performance": 0.0, "cost": 1e-2}
 DEFAULT_GAMMA_LR = 1.0
 #: what the history records per epoch
 HISTORY_KEYS = ("loss", "accuracy", "gamma_shift", "importance", "layout", "seconds",
-                "gamma_trained", "l1_steps", "sparsity", "sampling_power", "cost_fraction",
-                "kappa")
+                "gamma_trained", "l1_steps", "sparsity", "sampling_power", "cost_fraction")
 
 
 @dataclass
@@ -68,15 +67,15 @@ class SearchResult:
             ({layer: mean over candidates of | |γ| − |γ| at the start |}), ``importance``
             ({layer: {sub-kernel: [|γ| per channel]}}), ``layout`` ({layer: split}),
             ``seconds``, ``gamma_trained`` (False in warm-up epochs), ``l1_steps`` and
-            ``sparsity`` (L1 steps run and their mean strength), ``sampling_power``,
-            ``cost_fraction`` (of the layout derived then; None if unknown) and ``kappa`` (the
-            target controller's price; None without a target).
+            ``sparsity`` (L1 steps run and their mean strength s; with a target: the mean
+            price λ of its proximal steps), ``sampling_power``, ``cost_fraction`` (of the
+            layout derived then; None if unknown).
         supernet: the trained supernet (eval mode), e.g. to derive other budgets.
         settings: what actually ran: ``epochs``, ``steps``, ``lr``, ``gamma_lr``,
             ``warmup_epochs`` (and ``warmup_default``: chosen by run_search),
-            ``gamma_frozen_steps``, ``l1_steps``, ``sparsity`` (a number or ``"adaptive"``),
+            ``gamma_frozen_steps``, ``l1_steps``, ``sparsity`` (a number, or how a target steered it),
             ``sampling``, ``target``, ``metric``, ``cost_fraction``, ``target_met``,
-            ``final_kappa``, ``gamma_moved`` ({layer: mean |γ| shift / mean |γ| at start}).
+            ``gamma_moved`` ({layer: mean |γ| shift / mean |γ| at start}).
         warning: one line when the layout should not be trusted (supernet near chance, |γ|
             barely moved), else None; also issued as a UserWarning.
     """
@@ -137,12 +136,13 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
             candidate uniformly; a > 0 samples ∝ |γ|^a after the warm-up, a ramping up to its
             value over the run (an option; it did not help on the planted tasks).
         sparsity: fixed L1 strength s on γ (see :func:`sparsity_step`); None:
-            ``DEFAULT_SPARSITY[mode]`` (the paper's 1e-2 for cost priority), or adaptive with
+            ``DEFAULT_SPARSITY[mode]`` (the paper's 1e-2 for cost priority), or steered by
             ``target``.
         target: cost priority only: the cost the derived layout should have, a fraction in
             (0, 1] of the searched layers' full k×k×k ``metric``; the L1 strength is adapted
-            during the search (:class:`~cakes_lite.search.target.CostTarget`) and the layout
-            is derived by the paper's rule, no budget. Met within 5 % on the nets measured
+            during the search (a price on cost steers a proximal L1 step,
+            :mod:`cakes_lite.search.target`) and the layout is derived by the paper's rule,
+            no budget. Met within 5 % on the nets measured
             (docs/search.md); ``settings["target_met"]`` says whether it was here, and a miss
             warns.
         budget, round_to, metric: passed to :func:`derive_layout` (``metric`` also measures
@@ -288,8 +288,7 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                     "layout": {k: dict(v) for k, v in layout.items()},
                     "seconds": time.perf_counter() - start, "gamma_trained": hook.learn_gamma,
                     "l1_steps": l1, "sparsity": (hook.l1_sum - sum_before) / l1 if l1 else 0.0,
-                    "sampling_power": power, "cost_fraction": layout.meta.get("cost_fraction"),
-                    "kappa": control.kappa if control is not None else None}
+                    "sampling_power": power, "cost_fraction": layout.meta.get("cost_fraction")}
                 for key in HISTORY_KEYS:
                     history[key].append(record[key])
                 bar.set_postfix(epoch=epoch, loss=f"{record['loss']:.3f}",
@@ -311,13 +310,13 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         "epochs": epochs, "steps": ctx.step, "lr": lr, "gamma_lr": g_lr,
         "warmup_epochs": warm, "warmup_default": warmup_epochs is None,
         "gamma_frozen_steps": hook.frozen_steps, "l1_steps": hook.l1_steps,
-        "sparsity": "adaptive" if control is not None else s,
+        "sparsity": "target (price-steered proximal L1)" if control is not None else s,
         "sampling": "uniform" if not sampling_power else f"|γ|^a, a ramping to {sampling_power}",
         "target": target, "metric": metric, "cost_fraction": layout.meta.get("cost_fraction"),
-        "target_met": None, "final_kappa": None, "gamma_moved": moved}
+        "target_met": None, "gamma_moved": moved}
     if control is not None:
         cost = layout.meta["cost_fraction"]
-        settings.update(target_met=control.met(cost), final_kappa=control.kappa)
+        settings["target_met"] = control.met(cost)
         if not settings["target_met"]:
             warnings.warn(control.miss(cost), stacklevel=2)
     majority = float(labels.max() / labels.sum()) if labels is not None else None

@@ -30,11 +30,12 @@ class SearchStepHook:
     """What runs between backward and the optimiser step (``ctx.step_hook``).
 
     On the very first step: fail fast on an impossible budget, check that γ receives
-    gradients. Every step: the target controller measures the task gradient on γ. While γ
-    learns: the L1 step on γ (strength ``s``, or the controller's), counted. During the weight
-    warm-up: γ's gradient is dropped, so the optimiser leaves γ *and its momentum buffer*
-    untouched (an lr of 0 would not: SGD's buffer would still accumulate the warm-up's
-    gradients and apply them once γ's lr is restored).
+    gradients. While γ learns: the L1 step on γ — the fixed-strength subgradient step
+    (:func:`sparsity_step`, strength ``s``) or, with a cost target, the controller's proximal
+    step (:class:`~cakes_lite.search.target.CostTarget`) — counted. During the weight warm-up:
+    γ's gradient is dropped, so the optimiser leaves γ *and its momentum buffer* untouched (an
+    lr of 0 would not: SGD's buffer would still accumulate the warm-up's gradients and apply
+    them once γ's lr is restored), and no L1 step runs.
     """
 
     def __init__(self, ctx: StepContext, mode: str, s: float, control: CostTarget | None,
@@ -43,25 +44,23 @@ class SearchStepHook:
         self.budget, self.round_to, self.metric = budget, round_to, metric
         self.learn_gamma = True
         self.l1_steps = self.frozen_steps = 0
-        self.l1_sum = 0.0  # Σ s over the L1 steps (mean strength per epoch)
+        self.l1_sum = 0.0  # Σ strength (fixed s) or Σ price (target) over the L1 steps
 
     def __call__(self, net: nn.Module) -> None:
         if self.ctx.step == 0:
             if self.budget is not None:  # output sizes are known after the first forward
                 derive_quietly(net, self.budget, self.round_to, self.metric)
             check_gradients(net)
-        if self.control is not None:
-            self.control.measure(net)  # the task gradient on γ, before any L1 term
         if not self.learn_gamma:
             for _, layer in search_layers(net):
                 if layer.bn.weight is not None:
                     layer.bn.weight.grad = None
             self.frozen_steps += 1
             return
-        s = self.control.strength() if self.control is not None else self.s
-        if s:
-            sparsity_step(net, s, weighted=(self.mode == "cost"))
-            self.l1_steps += 1
-            self.l1_sum += s
         if self.control is not None:
-            self.control.update()
+            self.l1_sum += self.control.step()
+            self.l1_steps += 1
+        elif self.s:
+            sparsity_step(net, self.s, weighted=(self.mode == "cost"))
+            self.l1_steps += 1
+            self.l1_sum += self.s
