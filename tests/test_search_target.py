@@ -64,3 +64,25 @@ def test_target_argument_errors():
     for other in ({"budget": 0.5}, {"sparsity": 1e-2}):
         with pytest.raises(ValueError, match="not both"):
             cl.run_search(resnet3d_tiny(2), batches, mode="cost", target=0.5, **other, **args)
+
+
+@pytest.mark.parametrize("metric", ["macs", "params"])
+def test_controller_costs_the_layout_as_derive_layout_does(metric):
+    # the controller steers by the cost of the layout the paper's rule derives: it must be the
+    # very layout derive_layout gives, ties included (equal |γ| at the start of cost priority)
+    from cakes_lite.search.target import CostTarget
+
+    net = cl.supernet(resnet3d_tiny(13), "video-123d", "cost")
+    cl.profile(net.eval(), (1, 3, 4, 16, 16))
+    control = CostTarget(net, 0.4, metric)
+    g = torch.Generator().manual_seed(0)
+    for values in ("start", "ties", "random"):
+        with torch.no_grad():
+            for _, layer in cl.search.search_layers(net):
+                if values == "ties":  # few distinct values: many ties across sub-kernels
+                    layer.bn.weight.copy_(torch.randint(0, 3, layer.bn.weight.shape,
+                                                        generator=g).float() / 3)
+                elif values == "random":
+                    layer.bn.weight.uniform_(-0.5, 0.5, generator=g)
+        expected = cl.derive_layout(net, metric=metric).meta["cost_fraction"]
+        assert control.derived_cost() == pytest.approx(expected, rel=1e-12), values

@@ -48,7 +48,7 @@ TOLERANCE = 0.05
 BAND = TOLERANCE / 2
 #: where no price lands in the band: push past the crossing by this share of the mean |γ|
 OVERSHOOT = 0.01
-BISECTIONS = 50
+BISECTIONS = 40
 #: |γ| at which the proximal step leaves the cheapest switched-off candidate (others: less)
 FLOOR = 1e-4
 
@@ -100,28 +100,27 @@ class CostTarget:
             self._unit = [r / full for r in rows]
         return self._unit
 
-    def _scores(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
-        """Per layer, flat over candidates j = i·C_out + c: (|γ|, a, sub-kernel, C_out)."""
+    def _scores(self) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """Per layer: (|γ|, a, C_out) over the candidates, in derive_layout's tie order (rank
+        of |γ| within the sub-kernel, then sub-kernel): a stable sort by key then reproduces
+        derive_layout's selection. Within a sub-kernel a is constant, so the rank does not
+        depend on the price."""
         out = []
         for layer, unit in zip(self.layers, self.unit_costs()):
             scores = layer.importance().cpu().to(torch.float64).numpy()  # (n, C_out)
             n, c_out = scores.shape
-            out.append((scores.reshape(-1), np.repeat(unit, c_out), np.repeat(np.arange(n),
-                                                                              c_out), c_out))
+            rank = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1)  # (n, C_out)
+            ops = np.repeat(np.arange(n), c_out)
+            tie = np.lexsort((ops, rank.reshape(-1)))  # by rank, then sub-kernel
+            out.append((scores.reshape(-1)[tie], np.repeat(unit, c_out)[tie], c_out))
         return out
 
     @staticmethod
     def _cost_at(rows, lam: float) -> float:
-        """Cost fraction of the layout derived from |γ| − λ·a (derive_layout's order: by
-        key, ties by rank within the sub-kernel, then by sub-kernel)."""
+        """Cost fraction of the layout derived from |γ| − λ·a (top C_out per layer)."""
         total = 0.0
-        for score, cost, ops, c_out in rows:
-            key = score - lam * cost
-            rank = np.empty(len(key), dtype=np.int64)
-            for i in np.unique(ops):
-                idx = np.flatnonzero(ops == i)
-                rank[idx[np.argsort(-key[idx], kind="stable")]] = np.arange(len(idx))
-            keep = np.lexsort((ops, rank, -key))[:c_out]
+        for score, cost, c_out in rows:
+            keep = np.argsort(lam * cost - score, kind="stable")[:c_out]
             total += float(cost[keep].sum())
         return total
 
