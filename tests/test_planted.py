@@ -10,9 +10,9 @@ even split scores 2/3 here) and (2) more channels on the axis's own cheap sub-ke
 the other axis's (k×1×1 vs 1×k×k), so that "always k×k×k" cannot pass.
 
 Ablation (``cakes_lite.search.ablate``, a quarter of the 12 candidates removed, scored on the
-searched clips): measured with this recipe, the loss rose by 0.05–1.1 nats when the top-|γ|
+searched clips): measured with this recipe, the loss rose by 0.05–2.3 nats when the top-|γ|
 candidates were removed and by 0.00 (performance priority: they are no channel's best) to
-0.21 (cost priority) when the bottom ones were; the smallest mean gap over 3 seeds was 0.084
+0.09 (cost priority) when the bottom ones were; the smallest mean gap over 3 seeds was 0.084
 (performance, spatial). The test asks for half of that, 0.04 nats, in every (mode, task), the
 top above the bottom in every seed and above random removals on average.
 """

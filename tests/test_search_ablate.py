@@ -53,16 +53,15 @@ def test_rows_per_layer_and_network_and_the_supernet_is_restored(mode):
     assert result.increase("0", "accuracy")["top"] == rows["0", "top"]["accuracy_drop"]
 
 
-def test_removed_candidates_output_zero():
-    # cost priority: a candidate whose γ and β are already 0 adds nothing, so removing the
-    # bottom (exactly those) changes nothing; performance priority: the bottom candidates are
-    # no channel's best, so the eval forward does not use them either
+def test_removing_candidates_zeroes_their_gamma_only():
+    # cost priority: a candidate whose γ is already 0 passes only its β, so removing the bottom
+    # (exactly those) changes nothing; performance priority: the bottom candidates are no
+    # channel's best, so the eval forward does not use them either
     for mode in ("cost", "performance"):
         net = supernet(mode)
         with torch.no_grad():
             for _, layer in search_layers(net):
-                layer.bn.weight[8:] = 0.0  # sub-kernel kx1x1: the 4 smallest |γ|
-                layer.bn.bias[8:] = 0.0
+                layer.bn.weight[8:] = 0.0  # sub-kernel kx1x1: the 4 smallest |γ| (β kept)
                 layer.bn.weight[:8] = torch.linspace(1.0, 2.0, 8)  # no ties among the rest
         result = ablate(net, batches(), fraction=1 / 3, repeats=1)
         assert result.increase("all")["bottom"] == pytest.approx(0.0, abs=1e-6), mode

@@ -7,13 +7,19 @@ the **highest** |γ|, the same number with the **lowest** |γ|, and random ones,
 supernet (eval mode) on the same batches each time. If |γ| ranks importance, removing the top
 hurts far more than removing the bottom, with random in between.
 
-Removing candidate (i, c) sets its BN scale and shift to 0, so it outputs exactly 0:
+Removing candidate (i, c) sets its BN scale γ_{i,c} to 0: it then passes no information about
+the input, only its shift β_{i,c}, a constant that the next layer's bias can absorb (a network
+retrained with the derived layout learns its own). Zeroing β too would measure the constant as
+well: on a planted net trained with cost priority, candidates whose |γ| the L1 had pushed to
+≈ 0 still carried offsets that mattered before the ReLU, and removing them that way hurt as much
+as removing the top ones (docs/search.md). So:
 
-* cost priority: the candidate drops out of the sum y_c = Σ_i (γ_{i,c} x̂_{i,c} + β_{i,c});
+* cost priority: the candidate's signal γ_{i,c} x̂_{i,c} drops out of the sum
+  y_c = Σ_i (γ_{i,c} x̂_{i,c} + β_{i,c});
 * performance priority: eval mode uses each channel's best candidate, argmax_i |γ_{i,c}|, so the
   channel falls back to its best *remaining* candidate (a channel whose candidates were all
-  removed outputs 0). Removing candidates that are not any channel's best changes nothing here:
-  that is the measurement, not a shortcut (the derived layout drops them too).
+  removed outputs a constant). Removing candidates that are not any channel's best changes
+  nothing here: that is the measurement, not a shortcut (the derived layout drops them too).
 
 Walkthrough: ``notebooks/02_search.ipynb``; measured on the planted tasks: docs/search.md.
 """
@@ -83,21 +89,17 @@ def _score(net: nn.Module, batches: list, loss_fn: Callable) -> dict[str, float 
 
 @contextlib.contextmanager
 def _removed(layers: list[SearchConv3d], picks: list[torch.Tensor]):
-    """Candidates ``picks[l]`` (flat indices) of ``layers[l]`` output 0 inside the block."""
-    saved = [(layer.bn.weight.detach().clone(), layer.bn.bias.detach().clone())
-             for layer in layers]
+    """Candidates ``picks[l]`` (flat indices) of ``layers[l]`` pass no signal inside the block."""
+    saved = [layer.bn.weight.detach().clone() for layer in layers]
     try:
         with torch.no_grad():
             for layer, idx in zip(layers, picks):
-                idx = idx.to(layer.bn.weight.device)
-                layer.bn.weight[idx] = 0.0  # γ_j = 0 and β_j = 0: candidate j outputs 0
-                layer.bn.bias[idx] = 0.0
+                layer.bn.weight[idx.to(layer.bn.weight.device)] = 0.0  # γ_j = 0: no signal
         yield
     finally:
         with torch.no_grad():
-            for layer, (w, b) in zip(layers, saved):
+            for layer, w in zip(layers, saved):
                 layer.bn.weight.copy_(w)
-                layer.bn.bias.copy_(b)
 
 
 def ablate(supernet_model: nn.Module, loader: Iterable, fraction: float = 0.25, seed: int = 0,
