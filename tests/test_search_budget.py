@@ -41,7 +41,8 @@ def reachable_costs(net: nn.Module, round_to: int) -> np.ndarray:
         full += per * layer.out_channels * 27
         m = layer.out_channels // round_to
         vols = [kernel_volume(op, 3) for op in layer.candidates]
-        costs = np.array(sorted({per * round_to * (a * vols[0] + b * vols[1] + (m - a - b) * vols[2])
+        costs = np.array(sorted({per * round_to * (a * vols[0] + b * vols[1]
+                                                    + (m - a - b) * vols[2])
                                  for a in range(m + 1) for b in range(m + 1 - a)}))
         totals = np.unique((totals[:, None] + costs[None, :]).reshape(-1))
     return totals / full

@@ -73,7 +73,8 @@ class SearchResult:
         supernet: the trained supernet (eval mode), e.g. to derive other budgets.
         settings: what actually ran: ``epochs``, ``steps``, ``lr``, ``gamma_lr``,
             ``warmup_epochs`` (and ``warmup_default``: chosen by run_search),
-            ``gamma_frozen_steps``, ``l1_steps``, ``sparsity`` (a number, or how a target steered it),
+            ``gamma_frozen_steps``, ``l1_steps``, ``sparsity`` (a number, or how a target
+            steered it),
             ``sampling``, ``target``, ``metric``, ``cost_fraction``, ``target_met``,
             ``gamma_moved`` ({layer: mean |γ| shift / mean |γ| at start}).
         warning: one line when the layout should not be trusted (supernet near chance, |γ|

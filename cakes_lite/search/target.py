@@ -93,6 +93,10 @@ class CostTarget:
             for layer in self.layers:
                 per = float(layer.in_channels)
                 if self.metric == "macs":
+                    if layer.output_size is None:
+                        raise ValueError("target: a searched layer never ran a forward pass, "
+                                         "so its MACs are unknown (is it on the loss path?); "
+                                         "use metric='params'")
                     per *= math.prod(layer.output_size)  # set by the first forward
                 rows.append(np.array([per * kernel_volume(op, layer.kernel_size)
                                       for op in layer.candidates]))
