@@ -3,7 +3,10 @@
 On something-something-lite (``resnet3d_tiny``, top-1) and MNI152 tissue segmentation
 (``unet3d_tiny``, mean foreground Dice) trains the *same* network with every k×k×k conv as
 
-    3d, 2d, p3d, r2plus1d, csn          the baseline builders (cakes_lite.baselines)
+    3d, 2d, p3d, r2plus1d, csn          the baseline builders (cakes_lite.baselines; the 2D
+                                        net strides time like the others, so its classifier
+                                        sees frames 0 and 4 only — why it stays near 20 %:
+                                        benchmarks/twod_diagnosis.py)
     cakes-uniform                       Layout.uniform(model, space) + shrink (the even split)
     cakes-random                        a random layout with the searched-layer MACs of that
                                         seed's CAKES^P layout (random |γ|, budgeted derivation)
