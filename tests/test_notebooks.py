@@ -83,6 +83,7 @@ def test_runs_in_smoke_mode(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path
     nb = _load(name)
     # the kernel inherits this process's environment
     monkeypatch.setenv("CAKES_SMOKE", "1")
+    monkeypatch.setenv("CAKES_WIDGETS", "0")  # headless: default widget states, text bars
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("CAKES_OUTPUT_DIR", str(tmp_path))  # notebooks write files here
     monkeypatch.setenv("TQDM_MININTERVAL", "5")
