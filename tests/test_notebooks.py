@@ -1,8 +1,9 @@
 """Execute every walkthrough notebook top to bottom in smoke mode (CAKES_SMOKE=1).
 
-A notebook fails the test if any cell raises, if it runs longer than its budget, or if it was
-committed with outputs. Full-mode runs are not part of the suite (see the README's Notebooks
-section for their measured run times).
+A notebook fails the test if any cell raises, if its executed copy shows an error-like output
+(tests/notebook_scan.py: tracebacks, printed exceptions, warnings, widget errors), if it runs
+longer than its budget, or if it was committed with outputs. Full-mode runs are not part of the
+suite (docs/notebooks.md gives their measured run times and how to scan their executed copies).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from notebook_scan import scan
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -97,6 +100,10 @@ def test_runs_in_smoke_mode(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path
     except CellExecutionError as e:  # show the failing cell, not nbclient's traceback
         pytest.fail(f"{name}: a cell failed in smoke mode:\n{str(e)[-3000:]}")
     elapsed = time.perf_counter() - start
+    nbformat.write(nb, tmp_path / name)  # the executed copy, kept for reading a failure
+    findings = scan(nb)
+    assert not findings, (f"{name}: error-like outputs in smoke mode (executed copy: "
+                          f"{tmp_path / name}):\n" + "\n".join(map(str, findings)))
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     print(f"{name}: {elapsed:.1f} s in smoke mode (load {load:.1f} per core)", file=sys.stderr)
     if load <= 2.0:
