@@ -9,6 +9,8 @@ suite (docs/notebooks.md gives their measured run times and how to scan their ex
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -76,6 +78,17 @@ def test_binder_pins_match_the_main_requirements() -> None:
         if name != "torch":
             assert main.get(name) == version, f"binder: {name}=={version}, main: {main.get(name)}"
     assert os.access(ROOT / "binder" / "postBuild", os.X_OK), "binder/postBuild must be executable"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_make_lab_adds_allow_root_only_as_root(tmp_path: Path) -> None:
+    """JupyterLab exits when started as root without --allow-root (containers run as root);
+    `make lab` passes it then, and only then (dry run: nothing is installed or started)."""
+    out = subprocess.run(["make", "-n", "lab", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    (command,) = [line for line in out.splitlines() if "jupyter lab" in line]
+    assert command.split()[0] == str(tmp_path / "venv" / "bin" / "jupyter")
+    assert ("--allow-root" in command.split()) == (os.geteuid() == 0), command
 
 
 @pytest.mark.parametrize("name", NAMES)
