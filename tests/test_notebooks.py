@@ -49,6 +49,8 @@ def test_committed_clean_with_parameters_cell(name: str) -> None:
     code = [c for c in nb.cells if c.cell_type == "code"]
     dirty = [i for i, c in enumerate(code) if c.outputs or c.execution_count is not None]
     assert not dirty, f"{name}: code cells {dirty} carry outputs; strip them before committing"
+    # JupyterLab's "save widget state" writes every widget's state here (--clear-output keeps it)
+    assert "widgets" not in nb.metadata, f"{name}: saved widget state in the notebook metadata"
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{name}: expected one cell tagged 'parameters', got {len(tagged)}"
     assert "CAKES_SMOKE" in tagged[0].source, f"{name}: the parameters cell must read CAKES_SMOKE"
