@@ -80,6 +80,9 @@ def test_binder_pins_match_the_main_requirements() -> None:
         if name != "torch":
             assert main.get(name) == version, f"binder: {name}=={version}, main: {main.get(name)}"
     assert os.access(ROOT / "binder" / "postBuild", os.X_OK), "binder/postBuild must be executable"
+    # binder/start wraps JupyterLab's start: it must be executable and hand over to its arguments
+    start = ROOT / "binder" / "start"
+    assert os.access(start, os.X_OK) and 'exec "$@"' in start.read_text(), "binder/start"
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")

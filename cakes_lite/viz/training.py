@@ -126,8 +126,8 @@ def pareto(points: Sequence[Mapping[str, Any]], *, x: str = "macs", y: str = "sc
 
     Points are named in the legend, not by text beside the markers (labels of nearby points
     overlap): each trace gets its own colour and open marker symbol, and a point that sits on top
-    of an earlier one is drawn smaller, so both outlines stay visible. Both axes are padded around the data,
-    so no marker is cut at an edge.
+    of an earlier one is drawn smaller, so both outlines stay visible. Both axes are padded
+    around the data (error bars included), so no marker is cut at an edge.
 
     Args:
         points: dicts with ``"name"``, ``x`` (e.g. MACs) and ``y`` (e.g. top-1 or mean Dice),
