@@ -2,14 +2,18 @@
 
 A notebook fails the test if any cell raises, if its executed copy shows an error-like output
 (tests/notebook_scan.py: tracebacks, printed exceptions, warnings, widget errors), if it runs
-longer than its budget, or if it was committed with outputs. Full-mode runs are not part of the
+longer than its budget, or if it was committed with outputs. The worked solutions of its checked
+exercises (python blocks inside ``<details>`` in the exercise text) run after the last cell and
+must pass their checks. Full-mode runs are not part of the
 suite (docs/notebooks.md gives their measured run times and how to scan their executed copies).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import textwrap
 import subprocess
 import sys
 import time
@@ -96,12 +100,51 @@ def test_make_lab_adds_allow_root_only_as_root(tmp_path: Path) -> None:
     assert ("--allow-root" in command.split()) == (os.geteuid() == 0), command
 
 
+_DETAILS = re.compile(r"<details>(.*?)</details>", re.DOTALL)
+_FENCE = re.compile(r"^([ \t]*)```python\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
+_CHECK = re.compile(r"^(check_\w+)\((\w+)\)\s*$", re.MULTILINE)
+
+
+def solutions_cell(nb: nbformat.NotebookNode) -> str | None:
+    """A code cell that runs the notebook's worked solutions (python blocks inside ``<details>``
+    in markdown) and asserts that each check whose argument a solution defines passes; None
+    when the notebook has no worked solution in code."""
+    code = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for block in _DETAILS.findall(cell.source):
+                code += [textwrap.dedent(m.group(0)).strip().removeprefix("```python")
+                         .removesuffix("```").strip() for m in _FENCE.finditer(block)]
+    if not code:
+        return None
+    defined = "\n".join(code)
+    calls = [f"assert {check}({arg}) is True, '{check}: the worked solution fails its check'"
+             for c in nb.cells if c.cell_type == "code" for check, arg in _CHECK.findall(c.source)
+             if re.search(rf"^(def {arg}\(|{arg}\s*=)", defined, re.MULTILINE)]
+    return "# the worked solutions of the exercises, checked\n" + "\n\n".join(code + calls)
+
+
+def test_solutions_cell_finds_blocks_and_checks() -> None:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("1. x\n   <details><summary>s</summary>\n\n   ```python\n"
+                                      "   answer = 3\n   ```\n   </details>\n"
+                                      "```python\nnot_a_solution = 1\n```"),
+        nbformat.v4.new_code_cell("answer = None\nother = None\ncheck_a(answer)\ncheck_b(other)")])
+    cell = solutions_cell(nb)
+    assert "answer = 3" in cell and "not_a_solution" not in cell
+    assert "assert check_a(answer) is True" in cell and "check_b" not in cell
+    assert solutions_cell(nbformat.v4.new_notebook()) is None
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_in_smoke_mode(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = _load(name)
+    solutions = solutions_cell(nb)
+    if solutions:  # after the learner's cells, with every answer left at None
+        nb.cells.append(nbformat.v4.new_code_cell(solutions))
     # the kernel inherits this process's environment
     monkeypatch.setenv("CAKES_SMOKE", "1")
     monkeypatch.setenv("CAKES_WIDGETS", "0")  # headless: default widget states, text bars
