@@ -42,9 +42,17 @@ def sync_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
                     running_var: torch.Tensor | None, weight: torch.Tensor | None,
                     bias: torch.Tensor | None, training: bool, momentum: float,
                     eps: float) -> torch.Tensor:
-    """``F.batch_norm`` with the batch statistics of all processes (training mode inside a
-    process group); the plain ``F.batch_norm`` otherwise. Running statistics are updated in
-    place like ``F.batch_norm`` does (unbiased variance over the global batch).
+    """``F.batch_norm`` with the batch statistics of all processes when ``training`` (inside a
+    process group; a lone process uses its own batch); the plain ``F.batch_norm`` in
+    evaluation. Running statistics are updated in place like ``F.batch_norm`` does (unbiased
+    variance over the global batch).
+
+    The statistics are computed in two passes (mean, then the mean squared deviation), with
+    one process as with many, so one process and N processes do the same arithmetic up to the
+    order of the sums. That matters: near-constant channels (tiny variance next to ε) make BN's
+    backward sensitive to rounding, and the CPU's fused ``F.batch_norm`` rounds differently:
+    on a smoke-size ResNet-50 I3D and fixture clips its float32 gradient norm was 1.2 % off the
+    float64 one, this function's (two processes) 0.002 %.
 
     Args:
         x: (N, C, …) this process's share of the batch.
@@ -52,19 +60,20 @@ def sync_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
         weight, bias: (C,) affine parameters or None.
         training, momentum, eps: as ``F.batch_norm``.
     """
-    if not (training and D.is_distributed()):
+    if not training:
         return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+    reduce = _SumOverRanks.apply if D.is_distributed() else (lambda t: t)
     c = x.shape[1]
     dims = [0, *range(2, x.dim())]
     shape = (1, c) + (1,) * (x.dim() - 2)
     xf = x.float()
     count = torch.tensor([x.numel() // c], dtype=torch.float32, device=x.device)
     # μ = Σ_ranks Σ x / n,  σ² = Σ_ranks Σ (x − μ)² / n   (two passes: no cancellation)
-    total = _SumOverRanks.apply(torch.cat([xf.sum(dims), count]))
+    total = reduce(torch.cat([xf.sum(dims), count]))
     n = total[c]
     mean = total[:c] / n
     centred = xf - mean.view(shape)
-    var = _SumOverRanks.apply((centred * centred).sum(dims)) / n
+    var = reduce((centred * centred).sum(dims)) / n
     y = centred * torch.rsqrt(var + eps).view(shape)
     if weight is not None:
         y = y * weight.float().view(shape)
