@@ -1,0 +1,116 @@
+"""The recipes under torchrun, on CPUs with gloo: 2 processes on one node, and 2 "nodes" on
+loopback (two torchrun launchers with static rendezvous at 127.0.0.1). Where the maths says so
+— the same global batches (each rank a round-robin share), BatchNorm statistics over the whole
+global batch (``--sync-bn``) and no dropout — they end with the weights of the single-process
+run (up to float rounding: the sums run in another order), a run resumed under DDP is
+bit-exact, and the checkpoint records the world size, the nodes and every rank's device."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cakes_lite.cli import main
+from cakes_lite.data.fixtures import make_something_fixture
+from cakes_lite.train import read_checkpoint_info
+
+ROOT = Path(__file__).resolve().parents[1]
+# ~30-40 s (torchrun start-ups); the cheaper tests/test_train_ddp.py covers DDP training too
+pytestmark = pytest.mark.slow
+#: runs each argv list with cakes_lite's CLI in one process (one start-up for several commands);
+#: the process group lives across them (destroying and re-creating one in a process can hang)
+WORKER = textwrap.dedent("""
+    import json, sys
+    import cakes_lite.train
+    cakes_lite.train.cleanup = lambda: None  # before the CLI modules import it
+    from cakes_lite.cli import main
+    for argv in json.loads(sys.argv[1]):
+        if main(argv):
+            sys.exit(1)
+""")
+#: the smoke recipe with ResNet-18 I3D: at smoke size the ResNet-50 bottlenecks' BatchNorms see
+#: so few values per channel that float32 rounding differences grow from 1e-7 after one step to
+#: 1e-3 after four, whatever the process count; ResNet-18 keeps them at rounding level
+TRAIN = ["train", "--recipe", "ssv1-r50", "--smoke", "--set", "model.depth=18",
+         "--set", "model.dropout=0", "--sync-bn", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The fixture data, the single-process reference and the two torchrun launches."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    # noise: frames of nearly one colour make BN channels near-constant (ill-conditioned)
+    data = make_something_fixture(tmp / "ssv1", videos_per_class=4, width=64, height=48,
+                                  noise=60)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*TRAIN, "--data-root", data, "--epochs", "2", "--out", str(tmp / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (tmp / "worker.py").write_text(WORKER)
+    # one node, two processes: one epoch, then resumed for the second
+    node = [[*TRAIN, "--data-root", data, "--epochs", "1", "--out", str(tmp / "node")],
+            [*TRAIN, "--data-root", data, "--epochs", "2", "--out", str(tmp / "node"),
+             "--resume"]]
+    _launch(tmp, [["--standalone", "--nproc_per_node=2"]], node)
+    # two nodes of one process each, on loopback: two epochs straight
+    port = _free_port()
+    nodes = [[*TRAIN, "--data-root", data, "--epochs", "2", "--out", str(tmp / "nodes")]]
+    _launch(tmp, [["--nnodes=2", f"--node_rank={r}", "--nproc_per_node=1",
+                   "--master_addr=127.0.0.1", f"--master_port={port}"] for r in (0, 1)], nodes)
+    return tmp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(tmp: Path, launchers: list[list[str]], commands: list[list[str]]) -> None:
+    """Start one torchrun per entry of ``launchers`` (at once), each running ``commands``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *flags,
+                               str(tmp / "worker.py"), json.dumps(commands)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for flags in launchers]
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, (out + err)[-3000:]
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(next(directory.glob("model-*.safetensors")))
+
+
+def test_ddp_training_equals_one_process_and_resumes_bit_exactly(runs):
+    one, node, nodes = (_weights(runs / d) for d in ("one", "node", "nodes"))
+    assert one.keys() == node.keys() == nodes.keys()
+    for k in one:  # parameters and BN running statistics
+        assert torch.allclose(one[k].double(), nodes[k].double(), rtol=0, atol=1e-5), k
+        # one node resumed after epoch 1 == two nodes straight through: bit for bit
+        assert torch.equal(node[k], nodes[k]), k
+
+
+@pytest.mark.parametrize("run, nodes", [("node", 1), ("nodes", 2)])
+def test_checkpoint_records_world_devices_and_recipe(runs, run, nodes):
+    info = read_checkpoint_info(runs / run)
+    meta = info["meta"]
+    assert meta["world_size"] == 2 and meta["nodes"] == nodes
+    assert [d["rank"] for d in meta["devices"]] == [0, 1]
+    assert sorted({d["node"] for d in meta["devices"]}) == list(range(nodes))
+    assert all(d["device"] == "cpu" for d in meta["devices"])
+    recipe = meta["recipe"]
+    assert recipe["name"] == "ssv1-r50" and recipe["optim"]["sync_bn"] is True
+    assert recipe["model"]["depth"] == 18 and recipe["optim"]["batch_size"] == 4
+    assert info["epoch"] == 2 and info["history"][-1]["train_n"] == 16  # every clip, once
