@@ -84,6 +84,21 @@ def build(recipe: Recipe, num_classes: int, in_channels: int, *, layout: Any = N
                        **cfg)
 
 
+def cost_per_item(recipe: Recipe, num_classes: int, in_channels: int, *, layout: Any = None,
+                  builder: str | None = None) -> dict[str, int]:
+    """``{"macs", "params"}`` of the recipe's network for one clip / patch at the recipe's
+    input size (counted on the meta device: nothing is computed)."""
+    from ..cost import profile  # here: only the commands that report a cost need it
+
+    with torch.device("meta"):
+        model = build(recipe, num_classes, in_channels, layout=layout, builder=builder)
+    d = recipe.data
+    shape = ((1, in_channels, d["frames"], d["size"], d["size"]) if recipe.dataset == "ssv1"
+             else (1, in_channels, *d["patch_size"]))
+    prof = profile(model, torch.zeros(shape, device="meta"))
+    return {"macs": prof.macs, "params": prof.params}
+
+
 def inflate_from(model: nn.Module, path: str) -> list[str]:
     """Inflate ImageNet weights into ``model`` (ValueError naming the file if they do not fit);
     returns the warnings' messages (e.g. "fc skipped")."""

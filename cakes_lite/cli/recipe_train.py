@@ -48,6 +48,7 @@ def train(args: argparse.Namespace) -> int:
             _note(message)
     if recipe.optim["sync_bn"]:
         convert_sync_batchnorm(model)
+    cost = R.cost_per_item(recipe, num_classes, in_channels, layout=layout)
     where = R.where_it_ran(device)
     train_loader = R.train_loader(train_ds, recipe, args.seed, args.num_workers)
     val_loader = R.eval_loader(val_ds, R.batch_per_process(recipe), args.num_workers)
@@ -57,6 +58,7 @@ def train(args: argparse.Namespace) -> int:
                      "train_items": len(train_ds), "val_items": len(val_ds),
                      "classes": list(train_ds.classes)},
             "global_batch": recipe.optim["batch_size"], "lr_scaled": R.scaled_lr(recipe),
+            "cost_per_item": cost,
             "layout_file": args.layout, "pretrained2d": args.pretrained2d,
             "command": "cakes_lite train " + " ".join(sys.argv[2:])}
     key = "val_top1" if recipe.task == "classification" else "val_mean_dice"
@@ -79,7 +81,7 @@ def train(args: argparse.Namespace) -> int:
     if is_main():
         last = {k: v for k, v in result.last.items() if not isinstance(v, list)}
         print(json.dumps({"checkpoint": args.out, "recipe": recipe.name,
-                          "world_size": where["world_size"], **last}))
+                          "world_size": where["world_size"], **cost, **last}))
     barrier()
     cleanup()
     return 0
