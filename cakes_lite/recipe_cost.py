@@ -4,8 +4,9 @@ An **estimate**, not a measurement (nothing here ran on a GPU):
 
     MACs of one forward pass  M   (counted by :func:`cakes_lite.profile` at the recipe's input)
     training                  3 M per item (the backward pass ≈ 2 forwards) × items × epochs
-    validation after epochs   M per item × validation items × epochs (SSv1; not for MSD,
-                              whose sliding-window volumes depend on the task)
+    validation after epochs   M per item × validation items × epochs (SSv1 training; not
+                              for searches, which validate nothing, nor MSD, whose sliding-
+                              window volumes depend on the task)
     GPU-hours                 2 × total MACs (FLOPs) / (T · 10¹²) / 3600
 
 with T the *sustained* TFLOP/s one GPU reaches on these 3D convolutions — an assumption
@@ -73,8 +74,8 @@ def estimate(recipe: Recipe, tflops: float = ASSUMED_TFLOPS,
     Args:
         recipe: the recipe (its epochs, input size, model).
         tflops: assumed sustained TFLOP/s of one GPU.
-        train_items, val_items: items per epoch (default: SSv1's videos; MSD's
-            ``data.patches_per_epoch`` and no validation).
+        train_items, val_items: items per epoch (default: SSv1's videos, validation for
+            training recipes only; MSD's ``data.patches_per_epoch`` and no validation).
 
     Returns:
         ``{"recipe", "forward_macs", "step_macs", "train_items", "val_items", "epochs",
@@ -85,7 +86,9 @@ def estimate(recipe: Recipe, tflops: float = ASSUMED_TFLOPS,
     macs = forward_macs(recipe)
     if recipe.dataset == "ssv1":
         train_items = SSV1_VIDEOS["train"] if train_items is None else train_items
-        val_items = SSV1_VIDEOS["val"] if val_items is None else val_items
+        # run_search validates nothing; training validates after every epoch
+        val_items = (SSV1_VIDEOS["val"] if recipe.command == "train" else 0) \
+            if val_items is None else val_items
     else:
         train_items = recipe.data["patches_per_epoch"] if train_items is None else train_items
         val_items = 0 if val_items is None else val_items
