@@ -12,13 +12,15 @@ from typing import Any
 import torch
 
 from ..layout import Layout
+from ..recipes import get_recipe
 from ..train import (NonFiniteLossError, cleanup, evaluate_views, fit, init_distributed,
                      is_main, sliding_window_evaluate)
 from ..train.distributed import barrier
 from ..train.sync_bn import convert_sync_batchnorm
 from . import recipe_data as R
 from .common import load_checked
-from .recipe_args import resolve_recipe, resolve_subset
+from .eval import _no_nan
+from .recipe_args import check_data_root, resolve_recipe, resolve_subset
 
 
 def _note(text: str) -> None:
@@ -90,16 +92,12 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace, info: dict[str, Any]) -> int:
     """``eval`` of a recipe checkpoint: top-1 / top-5 (SSv1, optional multi-clip/crop) or Dice
     per class over whole volumes with sliding windows (MSD)."""
-    from ..recipes import get_recipe
-
     meta = info["meta"]
     stored = meta["recipe"]
     recipe = get_recipe(stored["name"]).with_settings(
         {f"{s}.{k}": v for s in ("model", "data", "optim", "search") for k, v in
          stored.get(s, {}).items()}, source="checkpoint")
     root = args.data_root or meta["data"]["root"]
-    from .recipe_args import check_data_root
-
     check_data_root(root, recipe.dataset)
     subset = (resolve_subset(args.subset, recipe.dataset, False) if args.subset
               else meta["data"].get("subset"))
@@ -134,8 +132,6 @@ def evaluate(args: argparse.Namespace, info: dict[str, Any]) -> int:
 
 
 def out_print(args: argparse.Namespace, out: dict[str, Any]) -> int:
-    from .eval import _no_nan
-
     if args.format == "json":
         print(json.dumps(_no_nan(out)))
         return 0
