@@ -214,6 +214,9 @@ _SEARCH_SOURCES = {
                                    "run_search can first train the weights alone",
     "search.budget": "none: keep the top C_out channels per layer, as the paper",
     "search.round_to": "1: no rounding of group sizes",
+    "search.target": "none: the paper's fixed L1 strength s; a cost fraction in (0, 1] makes "
+                     "cakes_lite's run_search steer the L1 strength to it (cost priority only, "
+                     "search.sparsity then unused)",
 }
 _SSV1_SMOKE = {"model.width": 8, "data.frames": 4, "data.size": 64, "data.scale_size": 73,
                "optim.batch_size": 4, "optim.epochs": 1, "optim.warmup_epochs": 0.0,
@@ -276,7 +279,7 @@ _register(Recipe(
     "search", "ssv1", _SSV1_MODEL, _SSV1_DATA,
     {**_SSV1_OPTIM, "epochs": 140, "lr_steps": (100, 120)},
     {"mode": "performance", "space": "video-123d", "sparsity": 0.0, "reweight": False,
-     "weight_warmup_epochs": 0, "budget": None, "round_to": 1},
+     "weight_warmup_epochs": 0, "budget": None, "round_to": 1, "target": None},
     {**_SSV1_SOURCES, **_SEARCH_SOURCES,
      "optim.epochs": _AUTHORS + "README, search P: --epochs 140",
      "optim.lr_steps": _AUTHORS + "README, search P: --lr_steps 100 120",
@@ -288,7 +291,7 @@ _register(Recipe(
     "ssv1-r50-search-c", "CAKES^C search (1,2,3D) on SSv1: L1 on γ, s = 1e-4, cost re-weighted",
     "search", "ssv1", _SSV1_MODEL, _SSV1_DATA, dict(_SSV1_OPTIM),
     {"mode": "cost", "space": "video-123d", "sparsity": 1e-4, "reweight": True,
-     "weight_warmup_epochs": 0, "budget": None, "round_to": 1},
+     "weight_warmup_epochs": 0, "budget": None, "round_to": 1, "target": None},
     {**_SSV1_SOURCES, **_SEARCH_SOURCES,
      "optim.epochs": _AUTHORS + "README, search C: no --epochs, so opts.py's 70",
      "optim.lr_steps": _AUTHORS + "README, search C: no --lr_steps, so opts.py's 50 60",
@@ -303,7 +306,7 @@ _register(Recipe(
     "msd-unet-search-c", "CAKES^C search of the 3D U-Net in volume-all (cakes_lite's settings)",
     "search", "msd", _MSD_MODEL, _MSD_DATA, {**_MSD_OPTIM, "epochs": 100},
     {"mode": "cost", "space": "volume-all", "sparsity": 1e-4, "reweight": True,
-     "weight_warmup_epochs": 0, "budget": None, "round_to": 1},
+     "weight_warmup_epochs": 0, "budget": None, "round_to": 1, "target": None},
     {**_MSD_SOURCES, "optim.epochs": "100 epochs × 250 steps; " + _OURS,
      "search.mode": "cost priority, as the paper's medical experiments; " + _OURS,
      "search.space": "all seven axis-aligned sub-kernels (volumes have no special axis)",
@@ -311,7 +314,8 @@ _register(Recipe(
      "search.reweight": "L1 weighted by sub-kernel volume, as the authors' --reweight",
      "search.weight_warmup_epochs": _SEARCH_SOURCES["search.weight_warmup_epochs"],
      "search.budget": _SEARCH_SOURCES["search.budget"],
-     "search.round_to": _SEARCH_SOURCES["search.round_to"]},
+     "search.round_to": _SEARCH_SOURCES["search.round_to"],
+     "search.target": _SEARCH_SOURCES["search.target"]},
     _MSD_SMOKE))
 
 

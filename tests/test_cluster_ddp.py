@@ -3,7 +3,10 @@ loopback (two torchrun launchers with static rendezvous at 127.0.0.1). Where the
 — the same global batches (each rank a round-robin share), BatchNorm statistics over the whole
 global batch (``--sync-bn``) and no dropout — they end with the weights of the single-process
 run (up to float rounding: the sums run in another order), a run resumed under DDP is
-bit-exact, and the checkpoint records the world size, the nodes and every rank's device."""
+bit-exact, and the checkpoint records the world size, the nodes and every rank's device. The
+searches (performance and cost priority) under DDP end with the single-process supernet (γ
+included) and layout: a layer's split may differ only where two |γ| at its cut are closer than
+the rounding."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cakes_lite import Layout
 from cakes_lite.cli import main
 from cakes_lite.data.fixtures import make_something_fixture
 from cakes_lite.train import read_checkpoint_info
@@ -42,6 +46,19 @@ WORKER = textwrap.dedent("""
 #: 1e-3 after four, whatever the process count; ResNet-18 keeps them at rounding level
 TRAIN = ["train", "--recipe", "ssv1-r50", "--smoke", "--set", "model.depth=18",
          "--set", "model.dropout=0", "--sync-bn", "--batch-size", "4", "--no-progress"]
+#: the searches at the same size: 2 epochs of 2 steps (the sampler re-deals each epoch). At lr
+#: 0.01 γ moves by ~0.5 %, 10⁴ × what the runs differ by; from lr 0.02 on, performance priority
+#: on this net amplifies float rounding: one process fed each batch in reverse item order (the
+#: same maths) ends 1e-4 from the plain run, as two processes do, while cost priority stays at 1e-7
+SEARCHES = {"p": "ssv1-r50-search-p", "c": "ssv1-r50-search-c"}
+
+
+def search_argv(mode: str, data: str, out: Path) -> list[str]:
+    return ["search", "--recipe", SEARCHES[mode], "--smoke", "--set", "model.depth=18",
+            "--set", "model.dropout=0", "--set", "optim.max_steps_per_epoch=2", "--sync-bn",
+            "--batch-size", "4", "--epochs", "2", "--lr", "0.01", "--no-progress",
+            "--data-root", data, "--out", str(out / f"{mode}.json"),
+            "--supernet", str(out / f"{mode}.safetensors")]
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +72,15 @@ def runs(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         assert main([*TRAIN, "--data-root", data, "--epochs", "2", "--out", str(tmp / "one")]) == 0
+        for mode in SEARCHES:
+            assert main(search_argv(mode, data, tmp / "one")) == 0
     finally:
         torch.set_num_threads(threads)
     (tmp / "worker.py").write_text(WORKER)
     # one node, two processes: one epoch, then resumed for the second
     node = [[*TRAIN, "--data-root", data, "--epochs", "1", "--out", str(tmp / "node")],
             [*TRAIN, "--data-root", data, "--epochs", "2", "--out", str(tmp / "node"),
-             "--resume"]]
+             "--resume"], *(search_argv(mode, data, tmp / "node") for mode in SEARCHES)]
     _launch(tmp, [["--standalone", "--nproc_per_node=2"]], node)
     # two nodes of one process each, on loopback: two epochs straight
     port = _free_port()
@@ -114,3 +133,25 @@ def test_checkpoint_records_world_devices_and_recipe(runs, run, nodes):
     assert recipe["name"] == "ssv1-r50" and recipe["optim"]["sync_bn"] is True
     assert recipe["model"]["depth"] == 18 and recipe["optim"]["batch_size"] == 4
     assert info["epoch"] == 2 and info["history"][-1]["train_n"] == 16  # every clip, once
+
+
+@pytest.mark.parametrize("mode", list(SEARCHES))
+def test_ddp_search_equals_one_process(runs, mode):
+    one, two = (load_file(runs / d / f"{mode}.safetensors") for d in ("one", "node"))
+    assert one.keys() == two.keys()
+    rounding = 0.0
+    for k in one:  # weights, γ, β and BN statistics of the supernet
+        assert torch.allclose(one[k].double(), two[k].double(), rtol=0, atol=1e-5), k
+        rounding = max(rounding, float((one[k].double() - two[k].double()).abs().max()))
+    layouts = [Layout.from_json(runs / d / f"{mode}.json") for d in ("one", "node")]
+    assert layouts[1].meta["world_size"] == 2 and layouts[0].meta["world_size"] == 1
+    assert layouts[1].meta["search_settings"]["sync_bn"] is True
+    moved = 0.0
+    for name, split in layouts[0].items():
+        gamma = one[f"{name}.bn.weight"].double().abs()
+        moved = max(moved, float((gamma - gamma.mean()).abs().max()))
+        if dict(split) != dict(layouts[1][name]):  # only a near-tie at the cut may flip
+            top = gamma.sort(descending=True).values
+            c = sum(split.values())
+            assert top[c - 1] - top[c] <= 10 * rounding, name
+    assert moved > 1000 * rounding  # γ moved far more than the two runs differ

@@ -17,7 +17,7 @@ FLAG_SETTINGS = {
     "max_steps_per_epoch": "optim.max_steps_per_epoch", "builder": "model.builder",
     "frames": "data.frames", "size": "data.size", "space": "search.space",
     "sparsity": "search.sparsity", "budget": "search.budget", "round_to": "search.round_to",
-    "mode": "search.mode",
+    "mode": "search.mode", "target": "search.target",
 }
 #: flags that mean nothing with a recipe (they size the synthetic data sets)
 SYNTHETIC_ONLY = ("train_samples", "val_samples", "model")

@@ -6,6 +6,7 @@ Imported by the commands only when they run (it imports torch; ``--help`` must n
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import warnings
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from ..data import DecathlonTask
 from ..models import build_model, inflate
 from ..recipes import Recipe
-from ..train import MultiStepWarmup, bn_bias_param_groups, default_param_groups
+from ..train import MultiStepWarmup, bn_bias_param_groups, default_param_groups, warmup_cosine
 from ..train import distributed as D
 
 
@@ -143,6 +144,22 @@ def train_loader(ds: Dataset, recipe: Recipe, seed: int, workers: int) -> DataLo
                       pin_memory=torch.cuda.is_available())
 
 
+class CappedLoader:
+    """A loader that yields at most ``max_steps`` batches per pass (all with 0), for the
+    search's ``optim.max_steps_per_epoch``; ``len`` says how many it yields."""
+
+    def __init__(self, loader: DataLoader, max_steps: int = 0):
+        self.loader, self.max_steps = loader, max_steps
+        self.sampler, self.dataset = loader.sampler, loader.dataset
+
+    def __len__(self) -> int:
+        n = len(self.loader)
+        return min(n, self.max_steps) if self.max_steps else n
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), len(self))
+
+
 def eval_loader(ds: Dataset, batch: int, workers: int) -> DataLoader:
     return DataLoader(ds, batch_size=batch, num_workers=workers)
 
@@ -169,6 +186,31 @@ def optimiser_settings(recipe: Recipe, model: nn.Module) -> dict[str, Any]:
         raise ValueError(f"optim.schedule: expected 'multistep' or 'cosine', got "
                          f"{o['schedule']!r}")
     return kwargs
+
+
+class WarmupCosine:
+    """``f(step, steps_per_epoch)``: linear warm-up over ``warmup_epochs``, then cosine to 0 at
+    ``epochs`` (:func:`~cakes_lite.train.warmup_cosine`, what ``fit`` runs by default)."""
+
+    def __init__(self, epochs: int, warmup_epochs: float) -> None:
+        self.epochs, self.warmup_epochs = epochs, warmup_epochs
+
+    def __call__(self, step: int, steps_per_epoch: int) -> float:
+        return warmup_cosine(step, self.epochs * steps_per_epoch,
+                             round(self.warmup_epochs * steps_per_epoch))
+
+    def __repr__(self) -> str:
+        return f"WarmupCosine(epochs={self.epochs}, warmup_epochs={self.warmup_epochs})"
+
+
+def lr_schedule(recipe: Recipe):
+    """``f(step, steps_per_epoch) -> lr factor`` of the recipe (for the search; ``fit`` gets
+    the same through :func:`optimiser_settings`)."""
+    o = recipe.optim
+    if o["schedule"] == "multistep":
+        return MultiStepWarmup(tuple(o["lr_steps"]), o["lr_gamma"], o["warmup_epochs"],
+                               o["warmup_start"])
+    return WarmupCosine(o["epochs"], o["warmup_epochs"])
 
 
 def where_it_ran(device: torch.device) -> dict[str, Any]:

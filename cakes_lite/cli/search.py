@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "searched layers (with --mode cost or performance): a value in (0, 1] is a "
                    "fraction of their full k×k×k cost (0.5 = half); a value > 1 is an absolute "
                    "count of MACs (or params with --metric params), e.g. 2e6")
+    s.add_argument("--target", type=positive_float, default=None, help="cost priority: the "
+                   "cost fraction in (0, 1] the layout should reach; the search steers its L1 "
+                   "strength to it (instead of --sparsity)")
     s.add_argument("--round-to", type=positive_int, default=None,
                    help="every group a multiple of this (default 1)")
     s.add_argument("--metric", choices=("macs", "params"), default="macs", help="budget metric")
@@ -69,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "--recipe: cuda:LOCAL_RANK where there is CUDA")
     s.add_argument("--no-amp", action="store_true", help="--recipe: no mixed precision on CUDA")
     s.add_argument("--out", required=True, metavar="LAYOUT.json", help="where to write the layout")
+    s.add_argument("--supernet", default=None, metavar="FILE.safetensors", help="--recipe: "
+                   "also write the trained supernet (weights, γ, BN statistics)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -86,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
         from .recipe_search import search as search_recipe
 
         return search_recipe(args)
-    for name in ("smoke", "data_root", "subset", "set", "sync_bn"):
+    for name in ("smoke", "data_root", "subset", "set", "sync_bn", "supernet"):
         if getattr(args, name) not in (None, False, []):
             raise ValueError(f"--{name.replace('_', '-')}: needs --recipe NAME (the paper's "
                              "recipes on real data; python -m cakes_lite recipes lists them)")
@@ -116,7 +121,8 @@ def main(args: argparse.Namespace) -> int:
               flush=True)
 
     result = run_search(model, loader, space=space, mode=args.mode, epochs=args.epochs,
-                        lr=args.lr, sparsity=args.sparsity, budget=args.budget,
+                        lr=args.lr, sparsity=args.sparsity, target=args.target,
+                        budget=args.budget,
                         round_to=args.round_to, metric=args.metric, device=args.device,
                         seed=args.seed, callback=report, progress=not args.no_progress)
     layout = result.layout
