@@ -185,7 +185,8 @@ _SSV1_SOURCES = {
     "data.scale_size": _AUTHORS + "models.py: scale_size 256 (evaluation resize)",
     "data.scales": _AUTHORS + "models.py: GroupMultiScaleCrop(224, [1, .875, .75, .66])",
     "data.flip": _AUTHORS + "models.py: GroupRandomHorizontalFlip(target_transforms)",
-    "data.flip_pairs": _AUTHORS + "main.py: labels 86<->87, 93<->94, 166<->167 swap on a flip",
+    "data.flip_pairs": _AUTHORS + "main.py: labels 86<->87, 93<->94, 166<->167 swap on a flip "
+                       "('none' for other class lists)",
     "data.clips": _AUTHORS + "evaluation: one clip (segment centres)",
     "data.crops": _AUTHORS + "main.py: GroupCenterCrop(224), one crop",
     "optim.optimizer": _AUTHORS + "main.py: torch.optim.SGD",

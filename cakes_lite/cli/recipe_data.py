@@ -38,6 +38,9 @@ def make_dataset(recipe: Recipe, root: str, split: str, subset: Any, seed: int, 
     if recipe.dataset == "ssv1":
         from ..data import SSV1_FLIP_PAIRS, SomethingV1  # Pillow: the optional 'data' extra
 
+        if d["flip_pairs"] not in ("ssv1", "none"):
+            raise ValueError(f"data.flip_pairs: expected 'ssv1' (SSv1's left/right classes) or "
+                             f"'none', got {d['flip_pairs']!r}")
         pairs = SSV1_FLIP_PAIRS if d["flip_pairs"] == "ssv1" else ()
         return SomethingV1(root, split, frames=d["frames"], size=d["size"],
                            scale_size=d["scale_size"], scales=d["scales"], flip=d["flip"],
