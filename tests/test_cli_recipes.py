@@ -44,12 +44,17 @@ def weights(directory: Path) -> dict[str, torch.Tensor]:
 
 def test_ssv1_search_then_train_with_the_layout_then_eval(ssv1, tmp_path, capsys):
     layout_file = tmp_path / "layout.json"
+    supernet_file = tmp_path / "supernet.safetensors"
     assert main(["search", "--recipe", "ssv1-r50-search-p", "--data-root", ssv1, *SSV1,
-                 "--out", str(layout_file)]) == 0
+                 "--out", str(layout_file), "--supernet", str(supernet_file)]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert summary["layers"] == 16 and summary["world_size"] == 1
     layout = Layout.from_json(layout_file)
     assert layout.meta["recipe"]["name"] == "ssv1-r50-search-p"
+    gammas = load_file(supernet_file)
+    for name, split in layout.items():  # γ of the 3 candidates of every channel
+        assert gammas[f"{name}.bn.weight"].shape == (3 * sum(split.values()),)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layout.json", "supernet.safetensors"]
     assert layout.meta["recipe"]["model"]["width"] == 4 and layout.meta["world_size"] == 1
 
     out = tmp_path / "run"
@@ -100,12 +105,20 @@ def test_resume_is_bit_exact(ssv1, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_msd_train_and_sliding_window_dice(msd, tmp_path, capsys):
+def test_msd_search_train_and_sliding_window_dice(msd, tmp_path, capsys):
+    layout_file = tmp_path / "layout.json"
+    assert main(["search", "--recipe", "msd-unet-search-c", "--data-root", msd, *MSD,
+                 "--subset", "2", "--out", str(layout_file)]) == 0
+    layout = Layout.from_json(layout_file)
+    assert layout.meta["recipe"]["name"] == "msd-unet-search-c" and len(layout) > 0
+    assert set(layout.meta["search_settings"]) >= {"l1_steps", "lr_schedule", "sync_bn"}
+    assert layout.meta["search_settings"]["l1_steps"] == layout.meta["search_settings"]["steps"]
     out = tmp_path / "seg"
     assert main(["train", "--recipe", "msd-unet", "--data-root", msd, *MSD, "--subset", "2",
-                 "--out", str(out)]) == 0
+                 "--layout", str(layout_file), "--out", str(out)]) == 0
     assert "val_mean_dice" in capsys.readouterr().out
     meta = read_checkpoint_info(out)["meta"]
+    assert meta["layout_file"] == str(layout_file)
     assert meta["data"]["subset"] == 2 and meta["recipe"]["data"]["patch_size"] == [16, 16, 16]
     assert main(["eval", "--checkpoint", str(out), "--data-root", msd, "--format", "json",
                  "--no-progress"]) == 0
