@@ -200,3 +200,20 @@ def test_recipe_options_schedule_and_sync_bn(mode):
     assert halved.history["importance"] == constant.history["importance"]
     with pytest.raises(ValueError, match="lr_schedule: needs a train_loader with a length"):
         cl.run_search(seeded_net(), iter(data()), lr_schedule=schedule, **kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode, amp", [("performance", "float16"), ("cost", "bfloat16")])
+def test_mixed_precision_search_on_cuda(mode, amp):
+    """amp= on CUDA (float16 with a gradient scaler, bfloat16 without) ends near the float32
+    search: the same layout size and finite losses."""
+    torch.manual_seed(0)
+    model = net().cuda()
+    batches = [(x.cuda(), y.cuda()) for x, y in data()]
+    kwargs = dict(mode=mode, epochs=2, lr=0.1, seed=3, progress=False, sync_bn=True)
+    full = cl.run_search(model, batches, **kwargs)
+    mixed = cl.run_search(model, batches, amp=amp, **kwargs)
+    assert all(torch.isfinite(torch.tensor(mixed.history["loss"])))
+    assert mixed.layout.keys() == full.layout.keys()
+    assert abs(mixed.history["loss"][-1] - full.history["loss"][-1]) < 0.1
