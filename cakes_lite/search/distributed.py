@@ -2,7 +2,7 @@
 
 Inside a process group ``run_search`` trains the supernet with DistributedDataParallel: each
 process reads its own shard of the data (a ``DistributedSampler``, re-shuffled every epoch
-here), DDP averages the gradients of the weights *and* of the importances γ over all processes,
+here; a plain ``DataLoader`` gets one, :func:`shard`), DDP averages the gradients of the weights *and* of the importances γ over all processes,
 so every process takes the same optimiser step and holds the same γ; the L1 step on γ, the
 cost-target controller and the layout derived from γ then agree without further talk. Two
 things would not agree by themselves:
@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..train import distributed as D
 from ..train.sync_bn import convert_sync_batchnorm
@@ -47,6 +47,15 @@ def wrap(net: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
         return net
     return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                    else None)
+
+
+def shard(loader: object, seed: int) -> object:
+    """Inside a process group, a plain ``DataLoader`` re-built with a ``DistributedSampler``
+    (each process its share, as ``fit`` does); anything else as it is (a loader already
+    sharded, or batches the caller split by rank)."""
+    if D.is_distributed() and isinstance(loader, DataLoader):
+        return D.distributed_train_loader(loader, seed)
+    return loader
 
 
 def new_epoch(loader: object, epoch: int) -> None:

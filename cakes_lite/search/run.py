@@ -41,7 +41,7 @@ from ..train.schedule import warmup_cosine
 from .arguments import DEFAULT_GAMMA_LR, DEFAULT_SPARSITY, default_warmup  # noqa: F401 - API
 from .arguments import check_arguments
 from .derive import derive_layout
-from .distributed import epoch_sums, new_epoch, wrap
+from .distributed import epoch_sums, new_epoch, shard, wrap
 from .monitor import correct, gamma_shift, gamma_start, label_counts, relative_shift, verdict
 from .sparsity import importance, param_groups
 from .steps import SearchStepHook, derive_quietly
@@ -115,6 +115,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
     Args:
         model: any network with searchable k×k×k ``nn.Conv3d`` layers (not modified).
         train_loader: re-iterable of ``(inputs, targets)`` batches (a DataLoader, a list).
+            Under torchrun a plain DataLoader is sharded over the processes (as ``fit``
+            does); other iterables must already be this process's share.
         space: search space name or list of sub-kernels (e.g. ``"video-123d"``).
         mode: ``"performance"`` (CAKES^P, sampled channels) or ``"cost"`` (CAKES^C, L1 on γ).
         epochs: passes over ``train_loader`` (warm-up included).
@@ -192,6 +194,7 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         net = supernet(model, space, mode).to(device)
         net.cakes_search["seed"] = seed
         train_model = wrap(net, device, sync_bn)  # DDP under torchrun
+        train_loader = shard(train_loader, seed)  # under torchrun: this process's share
         groups = param_groups(net, weight_decay)
         gammas = {id(layer.bn.weight) for _, layer in search_layers(net)
                   if layer.bn.weight is not None}
