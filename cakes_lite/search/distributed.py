@@ -45,8 +45,8 @@ def wrap(net: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
         convert_sync_batchnorm(net)
     if not D.is_distributed():
         return net
-    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
-                                   else None)
+    one_gpu = device.type == "cuda" and device.index is not None
+    return DistributedDataParallel(net, device_ids=[device.index] if one_gpu else None)
 
 
 def shard(loader: object, seed: int) -> object:
