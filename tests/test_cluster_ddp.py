@@ -28,7 +28,9 @@ from cakes_lite.data.fixtures import make_something_fixture
 from cakes_lite.train import read_checkpoint_info
 
 ROOT = Path(__file__).resolve().parents[1]
-# ~30-40 s (torchrun start-ups); the cheaper tests/test_train_ddp.py covers DDP training too
+# 98 s with the searches, measured at a load of 6-7 on the 2-core machine (the torchrun start-ups
+# and the single-process references); cheaper: tests/test_train_ddp.py (DDP training), and
+# tests/test_search_run.py (the search's schedule and sync BN in one process)
 pytestmark = pytest.mark.slow
 #: runs each argv list with cakes_lite's CLI in one process (one start-up for several commands);
 #: the process group lives across them (destroying and re-creating one in a process can hang)
