@@ -18,7 +18,7 @@ The lite classes have no left/right mirror pairs of SSv1's kind, so the flip is 
 commands run and what they produce at this size, not how the recipes do on Something-Something.
 Results: ``benchmarks/results/subset_run.json``.
 
-    flock /tmp/cakes_heavy.lock python benchmarks/subset_run.py        # the numbers in results/
+    flock /tmp/cakes_heavy.lock python benchmarks/subset_run.py        # as the numbers in results/
     python benchmarks/subset_run.py --per-class 4 --epochs 1           # a quick try
 """
 
@@ -97,13 +97,13 @@ def main_(args) -> dict:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--per-class", type=int, default=16, help="training clips per class")
+    p.add_argument("--per-class", type=int, default=24, help="training clips per class")
     p.add_argument("--val-per-class", type=int, default=8, help="validation clips per class")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs of each network")
-    p.add_argument("--search-epochs", type=int, default=4, help="search epochs")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs of each network")
+    p.add_argument("--search-epochs", type=int, default=2, help="search epochs")
     p.add_argument("--batch", type=int, default=8, help="global batch")
-    p.add_argument("--lr", type=float, default=0.02, help="lr at that batch (unscaled)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--lr", type=float, default=0.005, help="lr at that batch (unscaled)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default=str(OUT), help="result JSON")
     res = main_(p.parse_args())
     print(json.dumps({k: v for k, v in res["rows"].items()}, indent=1))
