@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 
 from cakes_lite.data import SomethingV1
 from cakes_lite.data import clip_transforms as ct
-from cakes_lite.data.fixtures import make_something_fixture
+from cakes_lite.data import SomethingLite
+from cakes_lite.data.fixtures import make_something_fixture, make_something_lite_fixture
 from cakes_lite.data.subset import balanced_indices, choose_classes
 from cakes_lite.data.tsn import tsn_clip_indices, tsn_train_indices
 
@@ -254,3 +255,25 @@ def test_unreadable_or_missing_jpeg_names_the_image_and_the_line(ssv1, tmp_path)
 def test_argument_errors(ssv1, kwargs, match):
     with pytest.raises(ValueError, match=match):
         SomethingV1(ssv1, **kwargs)
+
+
+def test_lite_clips_as_an_ssv1_folder(tmp_path):
+    """something-something-lite written in the SSv1 layout reads back as the same clips
+    (up to JPEG), with the lite class names and labels, and disjoint train / val videos."""
+    names = ["move_left", "move_right", "static_disk"]
+    root = make_something_lite_fixture(tmp_path / "lite", classes=names, train_per_class=1,
+                                       val_per_class=1, frames=4, size=(32, 40), quality=95)
+    lite = SomethingLite(3, "train", frames=4, size=(32, 40), classes=names)
+    ds = SomethingV1(root, "val", frames=4, size=32, scale_size=32, flip=False, flip_pairs=())
+    train = SomethingV1(root, "train", frames=4, size=32, scale_size=32, flip=False,
+                        flip_pairs=())
+    assert ds.classes == names and len(ds) == len(train) == 3
+    assert [s[2] for s in train.samples] == [0, 1, 2]
+    assert not {s[0] for s in ds.samples} & {s[0] for s in train.samples}
+    clip, label = SomethingV1(root, "train", frames=4, size=32, scale_size=32, flip=False,
+                              flip_pairs=(), train=False)[1]  # 4 segments of 1 frame: all
+    expected, expected_label = lite.clips([1])
+    # evaluation: shorter side 32 (already), centre crop 32 of width 40 -> columns 4 … 35
+    pixels = clip * STD.view(3, 1, 1, 1) + MEAN.view(3, 1, 1, 1)
+    assert label == int(expected_label[0]) == 1
+    assert (pixels - expected[0, :, :, :, 4:36]).abs().mean() < 0.03  # JPEG at quality 95

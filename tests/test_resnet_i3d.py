@@ -184,3 +184,20 @@ def test_clip_with_wrong_channel_count():
         model(torch.zeros(1, 1, 8, 64, 64, device="meta"))
     with pytest.raises(ValueError, match=r"depth: expected one of \[18, 34, 50, 101, 152\]"):
         resnet_i3d(depth=42)
+
+
+def test_narrow_width_scales_every_stage_and_round_trips():
+    """width=8: the smoke-run copy of the recipes (stages 8, 16, 32, 64; outputs ×4); the
+    default width is ImageNet's 64 (the pinned numbers above)."""
+    model = resnet_i3d(50, num_classes=5, width=8, layout=None)
+    assert model.conv1.out_channels == 8 and model.layer1[0].conv2.out_channels == 8
+    assert [getattr(model, f"layer{s}")[0].conv2.out_channels for s in (1, 2, 3, 4)] == \
+        [8, 16, 32, 64]
+    assert model.fc.in_features == 256 and resnet50_i3d().config.width == 64
+    assert model(torch.randn(2, 3, 4, 64, 64)).shape == (2, 5)
+    spec = json.loads(json.dumps(model_spec(model)))
+    again = build_model(spec["name"], **spec["config"])
+    assert {k: v.shape for k, v in again.state_dict().items()} == \
+        {k: v.shape for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"width: expected a list of positive ints, got \[0\]"):
+        resnet_i3d(50, width=0)

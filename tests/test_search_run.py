@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import cakes_lite as cl
+from cakes_lite.train.sync_bn import SyncBatchNorm3d
 
 SHAPE = (2, 4, 6, 6)  # one clip: (C, T, H, W)
 
@@ -167,3 +168,52 @@ def test_importance_proportional_sampling_is_seeded_and_follows_gamma():
         layer.bn.weight.copy_(torch.tensor([1.0] * 6 + [1e-3] * 12))  # kxkxk dominates
     layer.sampling_power = 4.0
     assert layer.counts(layer.sample()) == {"kxkxk": 6, "1xkxk": 0, "kx1x1": 0}
+
+
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+def test_recipe_options_schedule_and_sync_bn(mode):
+    """lr_schedule gets (step, steps per epoch) and scales every group; sync_bn swaps every BN
+    (the supernet layers' too) and, in one process, computes what the plain BN computes."""
+    seen = []
+
+    def seeded_net() -> nn.Sequential:
+        torch.manual_seed(0)
+        return net()
+
+    def schedule(step, per_epoch):
+        seen.append((step, per_epoch))
+        return 0.5
+
+    kwargs = dict(mode=mode, epochs=2, lr=0.1, seed=3, progress=False, warmup_epochs=0)
+    plain = cl.run_search(seeded_net(), data(), **kwargs)
+    synced = cl.run_search(seeded_net(), data(), sync_bn=True, **kwargs)
+    bns = [m for m in synced.supernet.modules() if isinstance(m, nn.BatchNorm3d)]
+    assert len(bns) == 2 and all(isinstance(m, SyncBatchNorm3d) for m in bns)
+    assert synced.settings["sync_bn"] and synced.settings["world_size"] == 1
+    for a, b in zip(plain.supernet.state_dict().values(), synced.supernet.state_dict().values()):
+        assert torch.allclose(a.double(), b.double(), atol=1e-5)  # two-pass vs fused BN
+    # lr 0.2 at a constant factor 0.5 is lr 0.1 at a constant 1, for weights and γ alike
+    halved = cl.run_search(seeded_net(), data(), lr_schedule=schedule, **{**kwargs, "lr": 0.2})
+    constant = cl.run_search(seeded_net(), data(), lr_schedule=lambda step, n: 1.0, **kwargs)
+    assert seen == [(i, 3) for i in range(6)]
+    assert halved.history["loss"] == constant.history["loss"] != plain.history["loss"]
+    assert halved.history["importance"] == constant.history["importance"]
+    with pytest.raises(ValueError, match="lr_schedule: needs a train_loader with a length"):
+        cl.run_search(seeded_net(), iter(data()), lr_schedule=schedule, **kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode, amp", [("performance", "float16"), ("cost", "bfloat16")])
+def test_mixed_precision_search_on_cuda(mode, amp):
+    """amp= on CUDA (float16 with a gradient scaler, bfloat16 without) ends near the float32
+    search: the same layout size and finite losses."""
+    torch.manual_seed(0)
+    model = net().cuda()
+    batches = [(x.cuda(), y.cuda()) for x, y in data()]
+    kwargs = dict(mode=mode, epochs=2, lr=0.1, seed=3, progress=False, sync_bn=True)
+    full = cl.run_search(model, batches, **kwargs)
+    mixed = cl.run_search(model, batches, amp=amp, **kwargs)
+    assert all(torch.isfinite(torch.tensor(mixed.history["loss"])))
+    assert mixed.layout.keys() == full.layout.keys()
+    assert abs(mixed.history["loss"][-1] - full.history["loss"][-1]) < 0.1

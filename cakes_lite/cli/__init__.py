@@ -1,4 +1,4 @@
-"""Command-line interface: ``python -m cakes_lite {search,train,eval,profile,zoo} …``.
+"""Command-line interface: ``python -m cakes_lite {search,train,eval,profile,zoo,recipes} …``.
 
 Each sub-command lives in its own module ``cakes_lite.cli.<name>`` exposing
 ``add_arguments(parser)`` and ``main(args) -> int``. Only the module of the command being run is
@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "train a model (optionally with a layout) and write a checkpoint",
     "eval": "evaluate a checkpoint",
     "zoo": "list the models of a zoo folder (the app's: app/zoo)",
+    "recipes": "list the named recipes (the paper's experiments) and their settings",
 }
 
 

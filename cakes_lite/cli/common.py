@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def report(error: BaseException) -> int:
-    """Print ``error`` as one line on stderr; return the exit status 2."""
-    print(f"error: {one_line(error)}", file=sys.stderr)
+    """Print ``error`` as one line on stderr; return the exit status 2. An error raised in a
+    DataLoader worker arrives wrapped with the worker's traceback in its message: only the
+    original message is printed."""
+    text = str(error)
+    if "\nOriginal Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+(Error|Exception): ", "", last)
+    print(f"error: {one_line(text)}", file=sys.stderr)
     return 2

@@ -5,10 +5,16 @@ Examples::
     python -m cakes_lite search --data synthetic-video --epochs 3 --out layout.json
     python -m cakes_lite search --data synthetic-video --mode cost --budget 0.5 --out l.json
     python -m cakes_lite search --data mni152 --space volume-all --out seg_layout.json
+    python -m cakes_lite search --recipe ssv1-r50-search-p --data-root SSV1 --out layout.json
+    torchrun --nnodes=2 --nproc_per_node=8 … -m cakes_lite search --recipe … # DDP search
 
 The network is built with full k×k×k convolutions (``--builder 3d``), turned into a supernet,
 trained, and the derived layout (keyed by the network's conv names) is written atomically. Train
 the searched network from scratch with ``python -m cakes_lite train … --layout layout.json``.
+``--recipe NAME`` runs one of the paper's searches on real data (``python -m cakes_lite
+recipes`` lists them; flags override its settings). Under torchrun every process trains the
+same supernet on its shard of each global batch (DDP): the candidates sampled at each step and
+the importances γ are the same on every rank, and rank 0 writes the layout.
 """
 
 from __future__ import annotations
@@ -18,8 +24,13 @@ import json
 import sys
 
 from .common import HelpFormatter, check_device, nonnegative_float, positive_float, positive_int
-from .train import (MODEL_NAMES, add_data_arguments, data_config, make_dataset, model_for_data,
-                    num_classes, parse_model_args)
+from .recipe_args import add_recipe_arguments
+from .train import (MODEL_NAMES, add_data_arguments, data_config, fill_defaults, make_dataset,
+                    model_for_data, num_classes, parse_model_args)
+
+#: defaults of the flags a recipe sets otherwise (None in the parser: "not given")
+DEFAULTS = {"batch_size": 16, "mode": "performance", "epochs": 3, "lr": 0.1, "round_to": 1,
+            "device": "cpu"}
 
 DEFAULT_SPACE = {"synthetic-video": "video-123d", "mni152": "volume-all"}
 
@@ -31,28 +42,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="network (default: resnet3d_tiny for video, unet3d_tiny for mni152)")
     m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra model config field, JSON value (e.g. widths=[8,16,32]); repeatable")
-    add_data_arguments(parser)
+    add_data_arguments(parser, required=False)
+    add_recipe_arguments(parser, "search")
     parser.add_argument("--train-samples", type=positive_int, default=None,
                         help="training samples (default 256 clips / 32 patches)")
     s = parser.add_argument_group("search")
     s.add_argument("--space", default=None, help="search space (default: video-123d for video, "
                    "volume-all for mni152) or comma-separated sub-kernels, e.g. kxkxk,1xkxk")
-    s.add_argument("--mode", choices=("performance", "cost"), default="performance",
-                   help="performance priority (sampled channels) or cost priority (L1 on γ)")
-    s.add_argument("--epochs", type=positive_int, default=3, help="epochs")
-    s.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (cosine)")
+    s.add_argument("--mode", choices=("performance", "cost"), default=None,
+                   help="performance priority (sampled channels; the default) or cost "
+                        "priority (L1 on γ)")
+    s.add_argument("--epochs", type=positive_int, default=None, help="epochs (default 3)")
+    s.add_argument("--lr", type=positive_float, default=None, help="SGD learning rate (default"
+                   " 0.1, cosine; with --recipe: the lr at the global batch, not scaled)")
     s.add_argument("--sparsity", type=nonnegative_float, default=None,
                    help="L1 strength on γ (default: 0 for performance, 1e-2 for cost)")
     s.add_argument("--budget", type=positive_float, default=None, help="target cost of the "
                    "searched layers (with --mode cost or performance): a value in (0, 1] is a "
                    "fraction of their full k×k×k cost (0.5 = half); a value > 1 is an absolute "
                    "count of MACs (or params with --metric params), e.g. 2e6")
-    s.add_argument("--round-to", type=positive_int, default=1,
-                   help="every group a multiple of this")
+    s.add_argument("--target", type=positive_float, default=None, help="cost priority: the "
+                   "cost fraction in (0, 1] the layout should reach; the search steers its L1 "
+                   "strength to it (instead of --sparsity)")
+    s.add_argument("--round-to", type=positive_int, default=None,
+                   help="every group a multiple of this (default 1)")
     s.add_argument("--metric", choices=("macs", "params"), default="macs", help="budget metric")
     s.add_argument("--seed", type=int, default=0, help="search seed")
-    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 …")
+    s.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1 …; with "
+                   "--recipe: cuda:LOCAL_RANK where there is CUDA")
+    s.add_argument("--no-amp", action="store_true", help="--recipe: no mixed precision on CUDA")
     s.add_argument("--out", required=True, metavar="LAYOUT.json", help="where to write the layout")
+    s.add_argument("--supernet", default=None, metavar="FILE.safetensors", help="--recipe: "
+                   "also write the trained supernet (weights, γ, BN statistics)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -65,6 +86,19 @@ def main(args: argparse.Namespace) -> int:
     from ..search import run_search
 
     check_device(args.device)
+    if args.recipe:
+        # here, not at the top: it imports torch, and `--help` must not
+        from .recipe_search import search as search_recipe
+
+        return search_recipe(args)
+    for name in ("smoke", "data_root", "subset", "set", "sync_bn", "supernet"):
+        if getattr(args, name) not in (None, False, []):
+            raise ValueError(f"--{name.replace('_', '-')}: needs --recipe NAME (the paper's "
+                             "recipes on real data; python -m cakes_lite recipes lists them)")
+    if not args.data:
+        raise ValueError("--data or --recipe: expected synthetic-video, mni152 or a recipe "
+                         "with --data-root, got neither")
+    fill_defaults(args, DEFAULTS)
     cfg = data_config(args)
     video = cfg["name"] == "synthetic-video"
     model_name = model_for_data(args.model, cfg)
@@ -87,7 +121,8 @@ def main(args: argparse.Namespace) -> int:
               flush=True)
 
     result = run_search(model, loader, space=space, mode=args.mode, epochs=args.epochs,
-                        lr=args.lr, sparsity=args.sparsity, budget=args.budget,
+                        lr=args.lr, sparsity=args.sparsity, target=args.target,
+                        budget=args.budget,
                         round_to=args.round_to, metric=args.metric, device=args.device,
                         seed=args.seed, callback=report, progress=not args.no_progress)
     layout = result.layout

@@ -7,13 +7,18 @@ Examples::
     python -m cakes_lite train --data synthetic-video --layout layout.json --out runs/searched
     python -m cakes_lite train --data mni152 --builder 2d --train-samples 64 --out runs/seg2d
     python -m cakes_lite train … --out runs/i3d --resume          # continue an interrupted run
+    python -m cakes_lite train --recipe ssv1-r50 --data-root SSV1 --layout layout.json --out r50
+    python -m cakes_lite train --recipe msd-unet --data-root Task02_Heart --smoke --out heart
     torchrun --standalone --nproc_per_node=2 -m cakes_lite train … # DDP (gloo on CPU)
 
 The task follows the data: ``synthetic-video`` (something-something-lite clips) trains a
 classifier (default ``resnet3d_tiny``), ``mni152`` (MNI152 tissue patches) a segmenter (default
-``unet3d_tiny``). ``--layout`` shrinks the built model's k×k×k convs with a layout JSON (as
-written by ``python -m cakes_lite search``). ``python -m cakes_lite eval --checkpoint DIR``
-evaluates the result.
+``unet3d_tiny``). ``--recipe NAME`` trains one of the paper's recipes on real data instead
+(``python -m cakes_lite recipes`` lists them; any flag overrides a recipe setting; with a
+recipe ``--batch-size`` is the global batch, split over the torchrun processes, and the
+recipe's lr scales linearly with it). ``--layout`` shrinks the built model's k×k×k convs with
+a layout JSON (as written by ``python -m cakes_lite search``). ``python -m cakes_lite eval
+--checkpoint DIR`` evaluates the result.
 """
 
 from __future__ import annotations
@@ -26,9 +31,20 @@ from typing import Any
 
 from .common import (HelpFormatter, check_checkpoint, check_device, nonnegative_float,
                      nonnegative_int, parse_kwargs, positive_float, positive_int)
+from .recipe_args import add_recipe_arguments
 
 DATA = {"synthetic-video": "classification", "mni152": "segmentation"}
 DEFAULT_MODEL = {"synthetic-video": "resnet3d_tiny", "mni152": "unet3d_tiny"}
+#: defaults of the flags a recipe sets otherwise (None in the parser: "not given")
+DEFAULTS = {"batch_size": 16, "builder": "3d", "epochs": 5, "lr": 3e-3, "optimizer": "adamw",
+            "weight_decay": 0.05, "warmup_epochs": 1.0}
+
+
+def fill_defaults(args: argparse.Namespace, defaults: dict[str, Any]) -> None:
+    """Give the flags not given (None) their defaults without a recipe."""
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -45,7 +61,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     g.add_argument("--spacing", type=positive_float, default=None, help="mni152: voxel size in mm "
                    "(default 2.0)")
     g.add_argument("--data-seed", type=int, default=None, help="dataset seed (default 0)")
-    g.add_argument("--batch-size", type=positive_int, default=16, help="batch size (per process)")
+    g.add_argument("--batch-size", type=positive_int, default=None, help="batch size per process"
+                   " (default 16); with --recipe the global batch, split over the processes")
     g.add_argument("--num-workers", type=nonnegative_int, default=0,
                    help="DataLoader worker processes")
 
@@ -121,26 +138,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m = parser.add_argument_group("model")
     m.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="network (default: resnet3d_tiny for video, unet3d_tiny for mni152)")
-    m.add_argument("--builder", default="3d", help="conv builder: 3d, 2d, p3d, r2plus1d, csn, "
-                   "cakes or cakes:<space> (e.g. cakes:video-123d, cakes:volume-all)")
+    m.add_argument("--builder", default=None, help="conv builder: 3d (default), 2d, p3d, "
+                   "r2plus1d, csn, cakes or cakes:<space> (e.g. cakes:video-123d, "
+                   "cakes:volume-all)")
     m.add_argument("--layout", default=None, metavar="L.json",
                    help="layout JSON applied with cakes_lite.shrink after building")
     m.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra model config field, JSON value (e.g. widths=[8,16,32]); repeatable")
-    add_data_arguments(parser)
+    add_data_arguments(parser, required=False)
+    add_recipe_arguments(parser, "train")
     d = parser.add_argument_group("subset")
     d.add_argument("--train-samples", type=positive_int, default=None,
                    help="training samples (default 512 clips / 64 patches)")
     d.add_argument("--val-samples", type=nonnegative_int, default=None,
                    help="validation samples, 0 to skip (default 128 clips / 16 patches)")
     t = parser.add_argument_group("training")
-    t.add_argument("--epochs", type=positive_int, default=5, help="epochs")
-    t.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
-    t.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="optimizer")
-    t.add_argument("--weight-decay", type=nonnegative_float, default=0.05,
-                   help="weight decay (weights only)")
-    t.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0,
-                   help="linear warm-up, in epochs")
+    t.add_argument("--epochs", type=positive_int, default=None, help="epochs (default 5)")
+    t.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default "
+                   "3e-3; with --recipe: the lr at the global batch, not scaled)")
+    t.add_argument("--optimizer", choices=("adamw", "sgd"), default=None,
+                   help="optimizer (default adamw)")
+    t.add_argument("--weight-decay", type=nonnegative_float, default=None,
+                   help="weight decay, weights only (default 0.05)")
+    t.add_argument("--warmup-epochs", type=nonnegative_float, default=None,
+                   help="linear warm-up, in epochs (default 1)")
     t.add_argument("--max-steps-per-epoch", type=positive_int, default=None,
                    help="cap batches per epoch")
     t.add_argument("--seed", type=int, default=0, help="training seed (data order, init)")
@@ -165,6 +186,19 @@ def main(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.resume and (Path(args.out) / "checkpoint.json").exists():
         check_checkpoint(args.out, "--out (resumed checkpoint)")
+    if args.recipe:
+        # here, not at the top: it imports torch, and `--help` must not
+        from .recipe_train import train as train_recipe
+
+        return train_recipe(args)
+    for name in ("smoke", "pretrained2d", "data_root", "subset", "set", "sync_bn"):
+        if getattr(args, name) not in (None, False, []):
+            raise ValueError(f"--{name.replace('_', '-')}: needs --recipe NAME (the paper's "
+                             "recipes on real data; python -m cakes_lite recipes lists them)")
+    if not args.data:
+        raise ValueError("--data or --recipe: expected synthetic-video, mni152 or a recipe "
+                         "with --data-root, got neither")
+    fill_defaults(args, DEFAULTS)
     info = init_distributed()
     cfg = data_config(args)
     video = cfg["name"] == "synthetic-video"

@@ -13,7 +13,8 @@ MNI152 comes from nilearn's wheel, and users' data is read with PyAV (video, fra
 * :class:`SomethingV1` — Something-Something V1 as its authors' code reads it: TSN sampling,
   multi-scale crop, label-swapping flips, multi-view evaluation (:mod:`.tsn`,
   :mod:`.clip_transforms`); :mod:`.subset` — seeded class-balanced subsets;
-  :mod:`.fixtures` — tiny SSv1 / Decathlon folders in the official layouts.
+  :mod:`.fixtures` — tiny SSv1 / Decathlon folders in the official layouts (also
+  something-something-lite clips as SSv1 JPEG folders).
 """
 
 from .folders import SomethingFrames, VideoFolder, read_image

@@ -80,6 +80,53 @@ def make_something_fixture(root: str | os.PathLike, *, class_ids: Sequence[int] 
     return root
 
 
+def make_something_lite_fixture(root: str | os.PathLike, *,
+                                classes: Sequence[str] | None = None, train_per_class: int = 8,
+                                val_per_class: int = 4, frames: int = 12,
+                                size: tuple[int, int] = (64, 88), quality: int = 90,
+                                seed: int = 0) -> str:
+    """Write something-something-lite clips (:class:`~cakes_lite.data.SomethingLite`) as an
+    SSv1-layout folder of JPEG frames: ``category.txt`` holds the lite class names (so the SSv1
+    left/right flip pairs do not apply: train with ``data.flip`` off), ``*_videofolder.txt``
+    list ``<id> <frames> <label>``; videos are numbered from 1 (training) and 100001 (validation).
+
+    Args:
+        root: the folder to fill (created).
+        classes: lite class names; None: all 13.
+        train_per_class, val_per_class: clips per class in each split (lite's train / val
+            streams: the splits share no clip).
+        frames: frames per video. size: (height, width) of a frame.
+        quality: JPEG quality. seed: the lite data's seed.
+
+    Returns:
+        ``root`` as a string.
+    """
+    from .synthetic_video import SomethingLite  # here: the lite renderer is only needed now
+
+    root = os.fspath(root)
+    frames_root = os.path.join(root, SSV1_FRAMES_DIR)
+    os.makedirs(frames_root, exist_ok=True)
+    names = list(classes) if classes is not None else None
+    for split, per_class, first in (("train", train_per_class, 1), ("val", val_per_class, 100001)):
+        lite = SomethingLite(per_class * len(names or range(13)), split, frames=frames,
+                             size=size, classes=names, seed=seed)
+        lines = []
+        for i in range(len(lite)):
+            clip, label = lite.clips([i])  # (1, 3, T, H, W) in [0, 1]
+            folder = os.path.join(frames_root, str(first + i))
+            os.makedirs(folder, exist_ok=True)
+            # (3, T, H, W) -> T frames of (H, W, 3) bytes
+            pixels = (clip[0].permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
+            for k, frame in enumerate(pixels, 1):
+                Image.fromarray(frame).save(os.path.join(folder, f"{k:05d}.jpg"), quality=quality)
+            lines.append(f"{first + i} {frames} {int(label[0])}")
+        with open(os.path.join(root, f"{split}_videofolder.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    with open(os.path.join(root, "category.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lite.classes) + "\n")
+    return root
+
+
 def write_nifti(path: str | os.PathLike, array: np.ndarray,
                 zooms: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
     """Save ``array`` as NIfTI with a diagonal affine of voxel size ``zooms`` (mm)."""
@@ -132,5 +179,5 @@ def make_decathlon_fixture(root: str | os.PathLike, *, cases: int = 4,
     return root
 
 
-__all__ = ["make_decathlon_fixture", "make_something_fixture",
+__all__ = ["make_decathlon_fixture", "make_something_fixture", "make_something_lite_fixture",
            "ssv1_like_categories", "write_nifti"]

@@ -35,7 +35,7 @@ from .resnet3d import BasicBlock, Bottleneck
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
           50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3)),
           152: ("bottleneck", (3, 8, 36, 3))}
-WIDTHS = (64, 128, 256, 512)  # inner width of each stage (bottleneck output: ×4)
+WIDTHS = (64, 128, 256, 512)  # inner width of each stage at width=64 (bottleneck output: ×4)
 BLOCK_TYPES = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
@@ -50,6 +50,7 @@ class ResNetI3dConfig:
     kernel_size: int = 3  # k of the builder convs
     dropout: float = 0.3  # before fc, as the official TemporalModel (dropout 0.3)
     layout: Any = None  # optional Layout / {name: split} / official name, applied with shrink()
+    width: int = 64  # stem and first-stage width, stages ×1, ×2, ×4, ×8 (64: ImageNet's ResNet)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; ``ResNetI3d(ResNetI3dConfig(**cfg.to_dict()))`` rebuilds the net."""
@@ -92,7 +93,7 @@ class ResNetI3d(nn.Module):
         config = ResNetI3dConfig(**{**(config or ResNetI3dConfig()).__dict__, **overrides})
         if config.depth not in DEPTHS:
             raise ValueError(f"depth: expected one of {list(DEPTHS)}, got {config.depth!r}")
-        for name in ("in_channels", "num_classes", "kernel_size"):
+        for name in ("in_channels", "num_classes", "kernel_size", "width"):
             check_positive_ints([getattr(config, name)], name)
         if not (isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1):
             raise ValueError(f"dropout: expected a probability in [0, 1), got {config.dropout!r}")
@@ -102,13 +103,14 @@ class ResNetI3d(nn.Module):
         block = BLOCK_TYPES[block_name]
         builders = resolve_builders(config.builder, len(WIDTHS))
 
-        self.conv1 = nn.Conv3d(config.in_channels, 64, (1, 7, 7), (1, 2, 2), (0, 3, 3),
+        base = config.width
+        self.conv1 = nn.Conv3d(config.in_channels, base, (1, 7, 7), (1, 2, 2), (0, 3, 3),
                                bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
+        self.bn1 = nn.BatchNorm3d(base)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
-        channels = 64
-        for i, (width, n_blocks) in enumerate(zip(WIDTHS, depths)):
+        channels = base
+        for i, (width, n_blocks) in enumerate(zip((w * base // 64 for w in WIDTHS), depths)):
             stride = (1, 1, 1) if i == 0 else (1, 2, 2)  # never in time
             blocks = []
             for j in range(n_blocks):
@@ -165,7 +167,8 @@ class ResNetI3d(nn.Module):
 
 def resnet_i3d(depth: int = 50, **config: Any) -> ResNetI3d:
     """Generic constructor: ``resnet_i3d(depth, **ResNetI3dConfig fields)`` (what checkpoints
-    rebuild); depth 18, 34, 50, 101 or 152."""
+    rebuild); depth 18, 34, 50, 101 or 152; ``width=8`` gives a narrow copy (stages 8, 16, 32,
+    64) for CPU smoke runs of the paper's recipes."""
     return ResNetI3d(ResNetI3dConfig(depth=depth, **config))
 
 

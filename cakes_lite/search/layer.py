@@ -30,8 +30,6 @@ order, ``kxkxk`` first); its BN scale |γ_j| is its importance. Two ways to trai
 In both modes :func:`~cakes_lite.derive_layout` counts, as the paper does, the top C_out of the
 n·C_out candidates by |γ| per layer; in performance mode that can differ by a few channels from
 the per-channel argmax the eval-mode forward uses (which must give every channel one candidate).
-
-Walkthrough: ``notebooks/02_search.ipynb``.
 """
 
 from __future__ import annotations
@@ -46,6 +44,8 @@ from .._helpers import check_kernel_size, triple
 from ..convtypes import check_conv, subkernel_weight
 from ..fast import plans
 from ..kernels import kernel_shape, kernel_volume, resolve_space
+from ..train.sync_bn import SyncBatchNorm3d, sync_batch_norm
+from .distributed import agree
 
 MODES = ("performance", "cost")
 
@@ -177,13 +177,14 @@ class SearchConv3d(nn.Module):
     def sample(self) -> torch.Tensor:
         """Training: one candidate drawn per channel, as flat indices in channel order (exactly
         C_out of the n·C_out candidates): uniformly while ``sampling_power`` is 0 (the paper),
-        else candidate i of channel c with probability ∝ |γ_{i,c}|^sampling_power."""
+        else candidate i of channel c with probability ∝ |γ_{i,c}|^sampling_power. Under
+        torchrun every process uses rank 0's draw (:func:`~.distributed.agree`)."""
         n, c_out = len(self.candidates), self.out_channels
         if not self.sampling_power:
-            return self._per_channel(torch.randint(n, (c_out,)))
+            return agree(self._per_channel(torch.randint(n, (c_out,))))
         # p_{i,c} = |γ_{i,c}|^a / Σ_i' |γ_{i',c}|^a  (a tiny floor keeps every candidate alive)
         weights = self.importance().cpu().to(torch.float64).clamp_min(1e-6) ** self.sampling_power
-        return self._per_channel(torch.multinomial(weights.t(), 1).view(c_out))
+        return agree(self._per_channel(torch.multinomial(weights.t(), 1).view(c_out)))
 
     def counts(self, idx: torch.Tensor) -> dict[str, int]:
         """Sub-kernel -> number of the flat candidate indices ``idx`` that belong to it."""
@@ -239,7 +240,9 @@ class SearchConv3d(nn.Module):
         var = bn.running_var[idx] if track else None
         weight = bn.weight[idx] if bn.affine else None
         bias = bn.bias[idx] if bn.affine else None
-        y = F.batch_norm(y, mean, var, weight, bias, self.training or not track, momentum, bn.eps)
+        # sync BN (run_search(sync_bn=True)): statistics of these channels over all processes
+        norm = sync_batch_norm if isinstance(bn, SyncBatchNorm3d) else F.batch_norm
+        y = norm(y, mean, var, weight, bias, self.training or not track, momentum, bn.eps)
         _contiguous_grad(y)
         if update:
             with torch.no_grad():

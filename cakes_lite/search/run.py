@@ -15,8 +15,10 @@ supernet's training accuracy (argmax hits, for classification and segmentation l
 derived at that point and what ran (γ trained or frozen, L1 steps and strength, sampling); the
 result's ``settings`` sum up what ran, and ``warning`` says in one line when the supernet stayed
 near chance or |γ| barely moved (:mod:`.monitor`). A search that cannot move importance (no
-searched layer reaches the loss, γ not trainable) raises. Walkthrough:
-``notebooks/02_search.ipynb``; defaults and what they were measured on: docs/search.md.
+searched layer reaches the loss, γ not trainable) raises. Under ``torchrun`` the search runs
+with DistributedDataParallel, all processes holding the same γ (:mod:`.distributed`).
+Walkthrough: ``notebooks/02_search.ipynb``; defaults and what they were measured on:
+docs/search.md.
 """
 
 from __future__ import annotations
@@ -33,24 +35,19 @@ from torch import nn
 
 from ..layout import Layout
 from ..progress import progress_bar
-from ..train.epoch import NonFiniteLossError, StepContext, train_step
+from ..train.epoch import NonFiniteLossError, StepContext, amp_dtype, train_step
+from ..train.distributed import world_size
 from ..train.schedule import warmup_cosine
+from .arguments import DEFAULT_GAMMA_LR, DEFAULT_SPARSITY, default_warmup  # noqa: F401 - API
+from .arguments import check_arguments
 from .derive import derive_layout
-from .layer import check_mode
+from .distributed import epoch_sums, new_epoch, shard, wrap
 from .monitor import correct, gamma_shift, gamma_start, label_counts, relative_shift, verdict
 from .sparsity import importance, param_groups
 from .steps import SearchStepHook, derive_quietly
 from .supernet import search_layers, supernet
-from .target import CostTarget, check_target
+from .target import CostTarget
 
-#: L1 strength on γ when ``sparsity=None`` and no ``target``: cost priority needs it,
-#: performance priority ranks by what training alone makes of γ (the paper). What 1e-2 does
-#: at this scale (it decides the layout once the task is solved): docs/search.md.
-DEFAULT_SPARSITY = {"performance": 0.0, "cost": 1e-2}
-#: γ's learning rate as a multiple of the weights' (the paper: the same). γ ≈ 1 gets about the
-#: gradient of a conv weight ≈ 0.02, so it moves ~50× less relative to its size; on the planted
-#: tasks ×3 … ×30 moved it more but recovered the planted layout no better (docs/search.md).
-DEFAULT_GAMMA_LR = 1.0
 #: what the history records per epoch
 HISTORY_KEYS = ("loss", "accuracy", "gamma_shift", "importance", "layout", "seconds",
                 "gamma_trained", "l1_steps", "sparsity", "sampling_power", "cost_fraction")
@@ -88,12 +85,6 @@ class SearchResult:
     warning: str | None = None
 
 
-def default_warmup(epochs: int) -> int:
-    """Weight warm-up epochs when none are given: a quarter of the search, at least one
-    whenever there are two or more epochs (a 1-epoch search cannot have one)."""
-    return max(1, epochs // 4) if epochs >= 2 else 0
-
-
 def _to(batch, device):
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
         return batch[0].to(device), batch[1].to(device)
@@ -115,6 +106,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                target: float | None = None, budget: float | None = None, round_to: int = 1,
                metric: str = "macs", loss_fn: Callable | None = None, device=None,
                seed: int = 0, weight_decay: float = 1e-4, momentum: float = 0.9,
+               lr_schedule: Callable[[int, int], float] | None = None,
+               grad_clip: float | None = None, amp: bool | str = False, sync_bn: bool = False,
                callback: Callable[[dict], Any] | None = None,
                progress: bool = True) -> SearchResult:
     """Search a per-layer kernel layout for ``model`` on ``train_loader``.
@@ -122,11 +115,13 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
     Args:
         model: any network with searchable k×k×k ``nn.Conv3d`` layers (not modified).
         train_loader: re-iterable of ``(inputs, targets)`` batches (a DataLoader, a list).
+            Under torchrun a plain DataLoader is sharded over the processes (as ``fit``
+            does); other iterables must already be this process's share.
         space: search space name or list of sub-kernels (e.g. ``"video-123d"``).
         mode: ``"performance"`` (CAKES^P, sampled channels) or ``"cost"`` (CAKES^C, L1 on γ).
         epochs: passes over ``train_loader`` (warm-up included).
-        lr: SGD learning rate of the weights (cosine-annealed to 0 over the run; momentum
-            ``momentum``).
+        lr: SGD learning rate of the weights (cosine-annealed to 0 over the run unless
+            ``lr_schedule``; momentum ``momentum``).
         gamma_lr: learning rate of the importances γ as a multiple of ``lr``; None:
             ``DEFAULT_GAMMA_LR`` (γ ≈ 1 while conv weights are ≈ 0.02, see docs/search.md).
         warmup_epochs: epochs at the start in which only the weights train (γ left out of the
@@ -155,6 +150,14 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
             RNG state (CPU, and CUDA if used) is restored afterwards. Same seed ⇒ same layout
             on one machine.
         weight_decay: on conv/linear weights only (never on γ, β, biases).
+        lr_schedule: ``f(step, steps_per_epoch) -> factor`` of every group's lr instead of the
+            cosine (e.g. :class:`~cakes_lite.train.MultiStepWarmup`, the paper's warm-up and
+            steps); needs a loader with a length.
+        grad_clip: clip the gradient norm (weights and γ) to this before the L1 step.
+        amp: mixed precision on CUDA (as :func:`~cakes_lite.train.fit`); ignored on CPU.
+        sync_bn: BatchNorm statistics over all processes' batches under torchrun (every BN,
+            the supernet layers' too, becomes a SyncBatchNorm3d; one process then computes
+            them in two passes).
         callback: called after every epoch with ``{"epoch", "loss", "accuracy", "gamma_shift",
             "importance", "layout", "supernet"}``.
         progress: show a tqdm bar (widget in notebooks, text in terminals) with the loss, the
@@ -171,36 +174,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         UserWarning: a 1-epoch search (no warm-up), layers without gradient, a missed
         ``target``, and the one-line :attr:`SearchResult.warning`.
     """
-    check_mode(mode)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
-    for what, v in (("lr", lr), ("gamma_lr", 1.0 if gamma_lr is None else gamma_lr)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"{what}: expected a positive number, got {v!r}")
-    g_lr = DEFAULT_GAMMA_LR if gamma_lr is None else gamma_lr
-    warm = default_warmup(epochs) if warmup_epochs is None else warmup_epochs
-    if isinstance(warm, bool) or not isinstance(warm, int) or not 0 <= warm < epochs:
-        raise ValueError(f"warmup_epochs: expected an int in [0, epochs) = [0, {epochs}), "
-                         f"got {warmup_epochs!r}")
-    if target is not None:
-        check_target(target)
-        if mode != "cost":
-            raise ValueError(f"target: needs mode='cost' (the L1 on γ is what aims at a cost), "
-                             f"got mode={mode!r}; for performance priority derive under a "
-                             "budget= instead")
-        for what, v in (("budget", budget), ("sparsity", sparsity)):
-            if v is not None:
-                raise ValueError(f"{what}: pass target= (the search adapts the L1 strength and "
-                                 f"the paper's rule derives the layout) or {what}=, not both; "
-                                 f"got target={target!r}, {what}={v!r}")
-    if metric not in ("macs", "params"):
-        raise ValueError(f"metric: expected 'macs' or 'params', got {metric!r}")
-    s = DEFAULT_SPARSITY[mode] if sparsity is None else sparsity
-    if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
-        raise ValueError(f"sparsity: expected a non-negative number, got {sparsity!r}")
-    if isinstance(sampling_power, bool) or not isinstance(sampling_power, (int, float)) or not (
-            sampling_power >= 0):
-        raise ValueError(f"sampling_power: expected a number ≥ 0, got {sampling_power!r}")
+    g_lr, warm, s = check_arguments(mode, epochs, lr, gamma_lr, warmup_epochs, target, budget,
+                                    sparsity, metric, sampling_power)
     if not any(p.requires_grad for p in model.parameters()):
         warnings.warn("run_search: model is frozen (no parameter requires grad); the supernet's "
                       "searched layers are trained anyway, every other layer stays fixed",
@@ -218,6 +193,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         torch.manual_seed(seed)
         net = supernet(model, space, mode).to(device)
         net.cakes_search["seed"] = seed
+        train_model = wrap(net, device, sync_bn)  # DDP under torchrun
+        train_loader = shard(train_loader, seed)  # under torchrun: this process's share
         groups = param_groups(net, weight_decay)
         gammas = {id(layer.bn.weight) for _, layer in search_layers(net)
                   if layer.bn.weight is not None}
@@ -236,13 +213,17 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         except TypeError:
             steps_per_epoch = None
         total = epochs * steps_per_epoch if steps_per_epoch else None
+        if lr_schedule is not None and not total:
+            raise ValueError("lr_schedule: needs a train_loader with a length (steps per epoch)")
+        lr_factor = ((lambda i: lr_schedule(i, steps_per_epoch)) if lr_schedule is not None else
+                     (lambda i: warmup_cosine(i, total)) if total else (lambda i: 1.0))
         control = CostTarget(net, target, metric) if target is not None else None
-        # the training loop's step and schedule: cosine over the whole run (constant without a
-        # known length), the L1 step on γ between backward and the optimiser step
-        ctx = StepContext(model=net, train_model=net, optimizer=opt, loss_fn=loss_fn,
-                          device=device, amp=False,
-                          lr_factor=(lambda i: warmup_cosine(i, total)) if total else
-                          (lambda i: 1.0))
+        # the training loop's step and schedule: lr_schedule, else cosine over the whole run
+        # (constant without a known length); the L1 step on γ between backward and step
+        ctx = StepContext(model=net, train_model=train_model, optimizer=opt, loss_fn=loss_fn,
+                          device=device, amp=amp, lr_factor=lr_factor, grad_clip=grad_clip,
+                          scaler=torch.amp.GradScaler("cuda")
+                          if amp_dtype(device, amp) == torch.float16 else None)
         hook = ctx.step_hook = SearchStepHook(ctx, mode, s, control, budget, round_to, metric)
         bar = progress_bar(total=total, desc=f"search ({mode})", disable=not progress,
                            leave=False)
@@ -250,7 +231,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         labels = None
         try:
             for epoch in range(1, epochs + 1):
-                net.train()
+                train_model.train()  # the DDP wrapper too
+                new_epoch(train_loader, epoch - 1)
                 hook.learn_gamma = epoch > warm
                 l1_before, sum_before = hook.l1_steps, hook.l1_sum
                 # performance priority: sampling ∝ |γ|^a, a ramping 0 -> sampling_power after
@@ -279,6 +261,7 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                                     acc=f"{right / seen:.2f}" if seen else "-")
                 if n_batches == 0:
                     raise ValueError("train_loader: yielded no batches")
+                right, seen, labels = epoch_sums(right, seen, labels)  # over all processes
                 net.eval()
                 layout = derive_quietly(net, budget, round_to, metric)
                 shift = gamma_shift(net, start_gamma)
@@ -314,7 +297,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         "sparsity": "target (price-steered proximal L1)" if control is not None else s,
         "sampling": "uniform" if not sampling_power else f"|γ|^a, a ramping to {sampling_power}",
         "target": target, "metric": metric, "cost_fraction": layout.meta.get("cost_fraction"),
-        "target_met": None, "gamma_moved": moved}
+        "target_met": None, "gamma_moved": moved, "world_size": world_size(),
+        "sync_bn": sync_bn, "lr_schedule": "cosine" if lr_schedule is None else repr(lr_schedule)}
     if control is not None:
         cost = layout.meta["cost_fraction"]
         settings["target_met"] = control.met(cost)
