@@ -13,8 +13,9 @@ For each model this script tunes an inference copy both ways and reports
   parent's convs): medians over ``--repeats`` rounds, ratios to the parent.
 
 Models: the zoo's CAKES nets at their own input (``--zoo``) and ``resnet50_i3d`` with an
-official layout (``--i3d CAKES123D_P --size 112``). Results merge into the ``--out`` JSON (one
-entry per model, batch and thread count), so runs can be split and resumed.
+official layout (``--i3d CAKES123D_P --size 112``). Results merge into
+``benchmarks/results/tuning_methods_<isa>_<threads>thread.json`` (one entry per model and batch),
+so runs can be split and resumed.
 
     python benchmarks/tuning_methods.py --threads 1 --zoo video_cakes_p --batch 1
     python benchmarks/tuning_methods.py --threads 2 --i3d CAKES123D_P --size 112 --repeats 10
@@ -108,15 +109,16 @@ def main(argv=None) -> int:
     parser.add_argument("--tune-repeats", type=int, default=5, help="tune_plans(repeats=)")
     parser.add_argument("--repeats", type=int, default=30, help="timed interleaved rounds")
     parser.add_argument("--out", help="JSON to merge into (default: benchmarks/results/"
-                        "tuning_methods_<threads>thread.json)")
+                        "tuning_methods_<isa>_<threads>thread.json)")
     args = parser.parse_args(argv)
     for flag in ("size", "batch", "threads", "tune_repeats", "repeats"):
         if getattr(args, flag) < 1:
             raise SystemExit(f"--{flag.replace('_', '-')}: expected a positive int, got "
                              f"{getattr(args, flag)}")
     torch.set_num_threads(args.threads)
+    isa = machine_info()["isa"].lower()
     out = Path(args.out or ROOT / "benchmarks" / "results"
-               / f"tuning_methods_{args.threads}thread.json")
+               / f"tuning_methods_{isa}_{args.threads}thread.json")
     name, model, parent, chw = _models(args)
     torch.manual_seed(0)
     x = torch.randn(args.batch, *chw)
