@@ -3,18 +3,25 @@
 On something-something-lite (``resnet3d_tiny``, top-1) and MNI152 tissue segmentation
 (``unet3d_tiny``, mean foreground Dice) trains the *same* network with every k×k×k conv as
 
-    3d, 2d, p3d, r2plus1d, csn          the baseline builders (cakes_lite.baselines)
+    3d, 2d, p3d, r2plus1d, csn          the baseline builders (cakes_lite.baselines; the 2D
+                                        net strides time like the others, so its classifier
+                                        sees frames 0 and 4 only — why it stays near 20 %:
+                                        benchmarks/twod_diagnosis.py)
     cakes-uniform                       Layout.uniform(model, space) + shrink (the even split)
     cakes-random                        a random layout with the searched-layer MACs of that
                                         seed's CAKES^P layout (random |γ|, budgeted derivation)
     cakes-P, cakes-C                    run_search(mode="performance" / "cost"), retrained
                                         from scratch with the derived layout
+    cakes-C@P                           run_search(mode="cost", target=the searched-layer MACs
+                                        fraction of that seed's CAKES^P layout): cost priority
+                                        at CAKES^P's cost, so the two compare at equal MACs
     cakes-budget                        derive_layout(CAKES^P supernet, budget = the MACs the
                                         budget reference (p3d) spends in the searched layers)
 
 for several seeds (each seed: its own init, data order and search; the data subsets are
-fixed), then reports mean ± std, the paired CAKES^P differences (vs the even split, random
-layouts and full 3D, 95 % t-intervals over seeds), MACs and params (cakes_lite.profile, per
+fixed), then reports mean ± std, paired differences (CAKES^P vs the even split, random
+layouts and full 3D; CAKES^C@P vs CAKES^P, random and the even split; 95 % t-intervals over
+seeds), MACs and params (cakes_lite.profile, per
 sample) and a Pareto plot. Video is scored on 260 held-out clips, volumes on the whole
 held-out (anterior) slab of the template. Results are rewritten after every run (``--resume`` continues an interrupted
 one): ``benchmarks/results/compare.json`` (committed), ``compare.html`` (plot, not committed).
@@ -46,6 +53,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -61,6 +69,7 @@ from cakes_lite.data import MNI152Tissue, SomethingLite, load_mni152  # noqa: E4
 from cakes_lite.data.mni152 import mni152_split_bounds  # noqa: E402
 from cakes_lite.layout import is_searchable  # noqa: E402
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny  # noqa: E402
+from cakes_lite.search import BudgetWarning  # noqa: E402
 from cakes_lite.train import evaluate, fit  # noqa: E402
 from cakes_lite.train.metrics import default_loss  # noqa: E402
 from compare_report import VARIANTS, load_avg, merge, report, write  # noqa: E402
@@ -68,8 +77,10 @@ from compare_report import VARIANTS, load_avg, merge, report, write  # noqa: E40
 RESULTS = ROOT / "benchmarks" / "results"
 BUILDER_VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn")
 #: the order runs are made in (the searched variants early, so a cut-short run has them)
-RUN_ORDER = ("3d", "cakes-P", "cakes-uniform", "cakes-random", "cakes-C", "cakes-budget", "2d",
-             "p3d", "r2plus1d", "csn")
+RUN_ORDER = ("3d", "cakes-P", "cakes-uniform", "cakes-random", "cakes-C", "cakes-C@P",
+             "cakes-budget", "2d", "p3d", "r2plus1d", "csn")
+#: the variants whose layout comes from a search (re-run whenever the search changes)
+SEARCHED = ("cakes-P", "cakes-random", "cakes-C", "cakes-C@P", "cakes-budget")
 
 
 @dataclass
@@ -181,27 +192,30 @@ def searched_macs(model: torch.nn.Module, cfg: TaskConfig, names: list[str]) -> 
 
 
 class Searches:
-    """run_search results per (mode, seed), computed on first use."""
+    """run_search results per (mode, seed, target), computed on first use."""
 
     def __init__(self, cfg: TaskConfig, data: TaskData, budget_ref: str,
                  cost_sparsity: float | None = None):
         self.cfg, self.data, self.budget_ref = cfg, data, budget_ref
         self.cost_sparsity = cost_sparsity  # None: run_search's default
-        self.cache: dict[tuple[str, int], tuple[cl.SearchResult, float, float]] = {}
+        self.cache: dict[tuple, tuple[cl.SearchResult, float, float]] = {}
 
-    def get(self, mode: str, seed: int) -> tuple[cl.SearchResult, float, float]:
+    def get(self, mode: str, seed: int, target: float | None = None
+            ) -> tuple[cl.SearchResult, float, float]:
         """The search and its wall and CPU seconds."""
-        if (mode, seed) not in self.cache:
+        key = (mode, seed, target)
+        if key not in self.cache:
             task = "classification" if self.cfg.task == "video" else "segmentation"
             t0, c0 = time.perf_counter(), time.process_time()
-            result = cl.run_search(base_model(self.cfg), self.data.loader(seed + 1000),
-                                   space=self.cfg.space, mode=mode,
-                                   epochs=self.cfg.search_epochs, lr=self.cfg.search_lr,
-                                   sparsity=self.cost_sparsity if mode == "cost" else None,
-                                   loss_fn=default_loss(task), seed=seed, progress=False)
-            self.cache[mode, seed] = (result, time.perf_counter() - t0,
-                                      time.process_time() - c0)
-        return self.cache[mode, seed]
+            with warnings.catch_warnings():  # recorded below (settings, warning)
+                warnings.simplefilter("ignore")
+                result = cl.run_search(
+                    base_model(self.cfg), self.data.loader(seed + 1000), space=self.cfg.space,
+                    mode=mode, epochs=self.cfg.search_epochs, lr=self.cfg.search_lr,
+                    sparsity=self.cost_sparsity if mode == "cost" and target is None else None,
+                    target=target, loss_fn=default_loss(task), seed=seed, progress=False)
+            self.cache[key] = (result, time.perf_counter() - t0, time.process_time() - c0)
+        return self.cache[key]
 
     def layout(self, variant: str, seed: int) -> tuple[cl.Layout, float, dict]:
         if variant == "cakes-uniform":
@@ -210,36 +224,47 @@ class Searches:
             names = searched_names(self.cfg)
             found = self.get("performance", seed)[0].layout
             target = searched_macs(cl.shrink(base_model(self.cfg), found), self.cfg, names)
-            layout, asked = random_layout(self.cfg, target, seed)
-            return layout, 0.0, {"budget_macs": target, "budget_asked": asked}
-        mode = "cost" if variant == "cakes-C" else "performance"
-        result, seconds, cpu = self.get(mode, seed)
+            layout, asked, note = random_layout(self.cfg, target, seed)
+            return layout, 0.0, {"budget_macs": target, "budget_asked": asked, **note}
+        target = None
+        if variant == "cakes-C@P":  # cost priority aimed at this seed's CAKES^P cost
+            target = self.get("performance", seed)[0].layout.meta["cost_fraction"]
+        mode = "performance" if variant in ("cakes-P", "cakes-budget") else "cost"
+        result, seconds, cpu = self.get(mode, seed, target)
+        info = {"search_cpu_seconds": round(cpu, 2), "search": search_record(result)}
         if variant != "cakes-budget":
-            return result.layout, seconds, {"search_cpu_seconds": round(cpu, 2)}
+            return result.layout, seconds, info
         names = searched_names(self.cfg)
         target = searched_macs(base_model(self.cfg, self.budget_ref), self.cfg, names)
         full = searched_macs(base_model(self.cfg), self.cfg, names)
-        layout, asked = budgeted_layout(result.supernet, target, self.cfg.input_shape)
-        return layout, seconds, {"search_cpu_seconds": round(cpu, 2),
-                                 "budget_ref": self.budget_ref, "budget_macs": target,
-                                 "budget_asked": asked, "budget_fraction": target / full}
+        layout, asked, note = budgeted_layout(result.supernet, target, self.cfg.input_shape)
+        return layout, seconds, {**info, "budget_ref": self.budget_ref, "budget_macs": target,
+                                 "budget_asked": asked, "budget_fraction": target / full,
+                                 **note}
 
 
-def budgeted_layout(supernet: torch.nn.Module, target: float, input_shape) -> tuple[cl.Layout,
-                                                                                    float]:
-    """derive_layout at ``target`` MACs; where its 2 % tolerance is out of reach (coarse
-    channel costs in a tiny net), the nearest of target·(1 ± 1 %, 2 %, …) that works."""
-    error = None
-    for delta in (0.0, 0.01, -0.01, 0.02, -0.02, 0.03, -0.03, 0.04, -0.04):
-        try:
-            asked = target * (1 + delta)
-            return cl.derive_layout(supernet, budget=asked, input_shape=input_shape), asked
-        except ValueError as e:
-            error = e
-    raise ValueError(f"budget: no layout within 6 % of {target:.4g} MACs ({error})")
+def search_record(result: cl.SearchResult) -> dict:
+    """What a search ran and what it says about itself (kept with every searched variant)."""
+    keep = ("warmup_epochs", "gamma_frozen_steps", "l1_steps", "sparsity", "target",
+            "cost_fraction", "target_met")
+    return {**{k: result.settings[k] for k in keep},
+            "final_accuracy": result.history["accuracy"][-1],
+            "max_gamma_moved": max(result.settings["gamma_moved"].values()),
+            "warning": result.warning}
 
 
-def random_layout(cfg: TaskConfig, target: float, seed: int) -> tuple[cl.Layout, float]:
+def budgeted_layout(supernet: torch.nn.Module, target: float, input_shape
+                    ) -> tuple[cl.Layout, float, dict]:
+    """derive_layout at ``target`` MACs (its closest layout, with the warning kept, where no
+    layout is within its 2 % tolerance)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BudgetWarning)
+        layout = cl.derive_layout(supernet, budget=target, input_shape=input_shape)
+    missed = [str(w.message) for w in caught if issubclass(w.category, BudgetWarning)]
+    return layout, target, ({"budget_warning": missed[0]} if missed else {})
+
+
+def random_layout(cfg: TaskConfig, target: float, seed: int) -> tuple[cl.Layout, float, dict]:
     """A random layout spending ``target`` MACs in the searched layers: the budgeted
     derivation of a supernet whose importances are i.i.d. uniform (its own RNG stream)."""
     net = cl.supernet(base_model(cfg), cfg.space, "performance")

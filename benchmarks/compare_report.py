@@ -16,23 +16,27 @@ from cakes_lite._helpers import atomic_write_text
 from cakes_lite.viz.training import pareto
 
 VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-random", "cakes-P",
-            "cakes-C", "cakes-budget")
+            "cakes-C", "cakes-C@P", "cakes-budget")
 LABELS = {"3d": "full 3D", "2d": "2D", "p3d": "P3D", "r2plus1d": "R(2+1)D", "csn": "ip-CSN",
           "cakes-uniform": "CAKES uniform", "cakes-random": "CAKES random (MACs of ^P)",
           "cakes-P": "CAKES^P (searched)",
-          "cakes-C": "CAKES^C (searched)", "cakes-budget": "CAKES^P budgeted"}
+          "cakes-C": "CAKES^C (searched)", "cakes-C@P": "CAKES^C at ^P's MACs (target)",
+          "cakes-budget": "CAKES^P budgeted"}
 
 
 #: one colour per variant (Okabe-Ito + greys), in LABELS order
 COLOURS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#999999", "#F0E442", "#666666",
-           "#0072B2", "#D55E00", "#CC79A7")
+           "#0072B2", "#D55E00", "#882255", "#CC79A7")
 #: two-sided 95 % quantiles of Student's t by degrees of freedom (scipy.stats.t.ppf(0.975, df))
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
         17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042}
-#: the paired comparisons reported for CAKES^P: does the search beat the even split, a random
-#: layout of the same MACs, and full 3D, seed by seed?
-PAIRED = ("cakes-uniform", "cakes-random", "3d")
+#: the paired comparisons reported: (a, b) -> metric(a) − metric(b) by seed. CAKES^P against
+#: the even split, random layouts of its MACs and full 3D; cost priority at CAKES^P's MACs
+#: against CAKES^P, the random layouts and the even split (all at about the same MACs)
+PAIRED = (("cakes-P", "cakes-uniform"), ("cakes-P", "cakes-random"), ("cakes-P", "3d"),
+          ("cakes-C@P", "cakes-P"), ("cakes-C@P", "cakes-random"),
+          ("cakes-C@P", "cakes-uniform"))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -72,13 +76,14 @@ def t975(df: int) -> float:
     return T975[max(k for k in T975 if k <= df)] if df >= 1 else math.nan
 
 
-def paired(runs: list[dict], a: str = "cakes-P", others=PAIRED) -> dict[str, dict]:
-    """Per task: metric(a) − metric(b) paired by seed, in points (× 100), with its mean, std
-    and 95 % t-interval over the seeds both have (mean ± t_{0.975, n−1} · std / √n)."""
+def paired(runs: list[dict], pairs=PAIRED) -> dict[str, dict]:
+    """Per task and pair (a, b): metric(a) − metric(b) paired by seed, in points (× 100), with
+    its mean, std and 95 % t-interval over the seeds both have (mean ± t_{0.975, n−1}·std/√n).
+    Keys: ``"{task}/{a}-{b}"``."""
     out: dict[str, dict] = {}
     for task in ("video", "volume"):
         by = {(r["variant"], r["seed"]): r["metric"] for r in runs if r["task"] == task}
-        for b in others:
+        for a, b in pairs:
             seeds = sorted(s for v, s in by if v == a and (b, s) in by)
             if not seeds:
                 continue
@@ -86,7 +91,7 @@ def paired(runs: list[dict], a: str = "cakes-P", others=PAIRED) -> dict[str, dic
             mean, std = _mean_std(d)
             half = t975(len(d) - 1) * std / math.sqrt(len(d)) if len(d) > 1 else math.nan
             out[f"{task}/{a}-{b}"] = {
-                "n": len(d), "seeds": seeds, "diffs": [round(x, 2) for x in d],
+                "a": a, "b": b, "n": len(d), "seeds": seeds, "diffs": [round(x, 2) for x in d],
                 "mean": round(mean, 2), "std": round(std, 2),
                 "ci95": [round(mean - half, 2), round(mean + half, 2)]}
     return out
@@ -102,7 +107,7 @@ def claims(summary: dict[str, list[dict]]) -> dict[str, dict]:
         by = {r["variant"]: r for r in rows}
         if "3d" not in by:
             continue
-        for v in ("cakes-P", "cakes-C", "cakes-budget"):
+        for v in ("cakes-P", "cakes-C", "cakes-C@P", "cakes-budget"):
             if v not in by:
                 continue
             r = by[v]
@@ -162,12 +167,13 @@ def table(summary: dict[str, list[dict]]) -> str:
 
 def paired_table(pairs: dict[str, dict]) -> str:
     """Markdown table of :func:`paired` (points; 95 % t-interval over the paired seeds)."""
-    lines = ["| task | CAKES^P − … | mean (points) | 95 % interval | seeds | per seed |",
+    lines = ["| task | difference | mean ± std (points) | 95 % interval | seeds | per seed |",
              "|---|---|---|---|---|---|"]
     for key, p in pairs.items():
-        task, _, rest = key.partition("/")
-        other = LABELS.get(rest.removeprefix("cakes-P-"), rest)
-        lines.append(f"| {task} | {other} | {p['mean']:+.1f} ± {p['std']:.1f} | "
+        task = key.partition("/")[0]
+        a, b = p.get("a", "cakes-P"), p.get("b", key.partition("/")[2][len("cakes-P-"):])
+        lines.append(f"| {task} | {LABELS.get(a, a)} − {LABELS.get(b, b)} | "
+                     f"{p['mean']:+.1f} ± {p['std']:.1f} | "
                      f"{p['ci95'][0]:+.1f} … {p['ci95'][1]:+.1f} | {p['n']} | "
                      f"{', '.join(f'{d:+.1f}' for d in p['diffs'])} |")
     return "\n".join(lines) + "\n"

@@ -27,7 +27,15 @@ def conv3d(in_channels: int, out_channels: int, stride=1, kernel_size: int = 3) 
 
 
 def conv2d(in_channels: int, out_channels: int, stride=1, kernel_size: int = 3) -> nn.Module:
-    """Frame-wise 1×k×k convolution (a 2D network run on every frame; T stride subsamples)."""
+    """Frame-wise 1×k×k convolution (a 2D network run on every frame).
+
+    A temporal stride s > 1 keeps frames 0, s, 2s, … and drops the others (the kernel has no
+    temporal extent to cover them). In a network that strides time (``resnet3d_tiny``'s default)
+    the classifier of an all-2D net then sees frames 0 and 4 of 8 only, and can tell some
+    time-reversed clips apart by which frames those are. For a 2D baseline that sees every frame
+    and is blind to their order (TSN-style: per-frame features, averaged), build the network with
+    ``temporal_stride=False``.
+    """
     k = check_kernel_size(kernel_size)
     return nn.Conv3d(
         in_channels, out_channels, (1, k, k), triple(stride, "stride"), (0, k // 2, k // 2),

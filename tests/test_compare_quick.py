@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "compare.py"
 VARIANTS = ("3d", "2d", "p3d", "r2plus1d", "csn", "cakes-uniform", "cakes-random", "cakes-P",
-            "cakes-C", "cakes-budget")
+            "cakes-C", "cakes-C@P", "cakes-budget")
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +53,29 @@ def test_cakes_costs_and_layouts(quick_result, task):
     doc, _, _ = quick_result
     runs = {r["variant"]: r for r in doc["runs"] if r["task"] == task}
     full = runs["3d"]["searched_macs"]
-    for v in ("cakes-uniform", "cakes-random", "cakes-P", "cakes-C", "cakes-budget"):
+    for v in ("cakes-uniform", "cakes-random", "cakes-P", "cakes-C", "cakes-C@P", "cakes-budget"):
         assert runs[v]["searched_macs"] < full, v  # any shrunk layout is cheaper than 3D
         shares = runs[v]["layout_shares"]
         assert math.isclose(sum(shares.values()), 1.0, rel_tol=1e-9), v
     # the random layout spends the MACs of the same seed's CAKES^P layout (derive_layout's 2 %)
     rnd = runs["cakes-random"]
     assert rnd["budget_macs"] == runs["cakes-P"]["searched_macs"]
-    assert rnd["searched_macs"] == pytest.approx(rnd["budget_macs"], rel=0.06)
+    assert rnd["searched_macs"] == pytest.approx(rnd["budget_macs"],
+                                                 rel=0.02 if "budget_warning" not in rnd else 1)
+    # cost priority aimed at CAKES^P's cost: the target is that search's cost fraction, and the
+    # record keeps what the search ran (one step: no warm-up, the target may be missed)
+    aimed = runs["cakes-C@P"]["search"]
+    assert aimed["target"] == pytest.approx(runs["cakes-P"]["search"]["cost_fraction"])
+    assert isinstance(aimed["target_met"], bool) and aimed["l1_steps"] >= 1
+    assert runs["cakes-C"]["search"]["target"] is None
+    assert runs["cakes-C"]["search"]["sparsity"] == 1e-2
     budget = runs["cakes-budget"]
     # the budgeted layout spends the reference baseline's searched-layer MACs: derive_layout
-    # meets what it was asked within 2 %, and is asked the target ± at most 4 %
+    # meets it within 2 % (or says how far its closest layout is)
     assert budget["budget_ref"] == doc["budget_ref"] == "p3d"
-    assert budget["budget_macs"] == runs["p3d"]["searched_macs"]
-    assert budget["searched_macs"] == pytest.approx(budget["budget_asked"], rel=0.02)
-    assert budget["searched_macs"] == pytest.approx(budget["budget_macs"], rel=0.06)
+    assert budget["budget_macs"] == runs["p3d"]["searched_macs"] == budget["budget_asked"]
+    if "budget_warning" not in budget:
+        assert budget["searched_macs"] == pytest.approx(budget["budget_macs"], rel=0.02)
 
 
 def test_summary_claims_plot_and_table(quick_result):
@@ -77,18 +85,21 @@ def test_summary_claims_plot_and_table(quick_result):
         assert set(rows) == set(VARIANTS)
         assert rows["3d"]["macs_vs_3d"] == pytest.approx(1.0)
         assert all(r["n"] == 1 and r["metric_std"] == 0.0 for r in rows.values())
-        for v in ("cakes-P", "cakes-C", "cakes-budget"):
+        for v in ("cakes-P", "cakes-C", "cakes-C@P", "cakes-budget"):
             claim = doc["claims"][f"{task}/{v}"]
             assert set(claim["ahead_of"]) == {"2d", "p3d", "r2plus1d"}
             assert claim["macs_vs_3d"] == pytest.approx(rows[v]["macs_vs_3d"], abs=1e-4)
     html = out.with_suffix(".html").read_text()
     assert "plotly" in html.lower() and "CAKES^C (searched)" in html
     assert "| full 3D |" in stdout and "| CAKES^P budgeted |" in stdout
-    assert "| video | CAKES random (MACs of ^P) |" in stdout
-    # paired CAKES^P differences (one seed: no interval yet)
+    assert "| video | CAKES^P (searched) − CAKES random (MACs of ^P) |" in stdout
+    assert "| volume | CAKES^C at ^P's MACs (target) − CAKES^P (searched) |" in stdout
+    # paired differences (one seed: no interval yet)
     for task in ("video", "volume"):
-        for b in ("cakes-uniform", "cakes-random", "3d"):
-            p = doc["paired"][f"{task}/cakes-P-{b}"]
+        for a, b in (("cakes-P", "cakes-uniform"), ("cakes-P", "cakes-random"), ("cakes-P", "3d"),
+                     ("cakes-C@P", "cakes-P"), ("cakes-C@P", "cakes-random"),
+                     ("cakes-C@P", "cakes-uniform")):
+            p = doc["paired"][f"{task}/{a}-{b}"]
             assert p["n"] == 1 and p["seeds"] == [0] and len(p["diffs"]) == 1
 
 
@@ -99,7 +110,7 @@ def test_paired_differences_and_t_interval():
     runs = [{"task": "video", "variant": v, "seed": s, "metric": m}
             for v, ms in (("cakes-P", (0.70, 0.72, 0.74, 0.71)), ("3d", (0.69, 0.70, 0.71)))
             for s, m in enumerate(ms)]
-    p = paired(runs, "cakes-P", ("3d", "cakes-uniform"))
+    p = paired(runs, (("cakes-P", "3d"), ("cakes-P", "cakes-uniform")))
     assert set(p) == {"video/cakes-P-3d"}  # no uniform runs: no entry; seed 3 has no pair
     d = p["video/cakes-P-3d"]
     assert d["seeds"] == [0, 1, 2] and d["diffs"] == pytest.approx([1.0, 2.0, 3.0])

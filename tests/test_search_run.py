@@ -25,13 +25,15 @@ def data(n=24, batch=8):
     return [(x[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
 
 
-@pytest.mark.parametrize("mode", ["performance", "cost"])
-def test_same_seed_same_result_and_model_untouched(mode):
+@pytest.mark.parametrize("mode,extra", [("performance", {}), ("cost", {}),
+                                        ("cost", {"target": 0.4})])
+def test_same_seed_same_result_and_model_untouched(mode, extra):
     model = net()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     calls = []
-    kwargs = dict(space="video-123d", mode=mode, epochs=2, lr=0.1, seed=3, progress=False)
+    kwargs = dict(space="video-123d", mode=mode, epochs=2, lr=0.1, seed=3, progress=False,
+                  **extra)
     a = cl.run_search(model, data(), callback=calls.append, **kwargs)
     assert torch.equal(torch.get_rng_state(), rng)  # the caller's RNG stream is not consumed
     b = cl.run_search(model, data(), **kwargs)
@@ -91,7 +93,7 @@ def test_history_shows_accuracy_and_gamma_shift_and_warmup_freezes_gamma(mode):
 
 def test_accuracy_counts_argmax_hits():
     # a constant model-independent check: segmentation-shaped logits vs targets
-    from cakes_lite.search.run import _correct
+    from cakes_lite.search.monitor import correct as _correct
 
     logits = torch.tensor([[[2.0, 0.0]], [[0.0, 1.0]]]).permute(0, 2, 1)  # (N=2, K=2, 1)
     assert _correct(logits, torch.tensor([[0], [0]])) == (1, 2)

@@ -4,7 +4,8 @@ Everything works offline, nothing is downloaded at run time: the synthetic video
 MNI152 comes from nilearn's wheel, and users' data is read with PyAV (video, frames), nibabel
 (NIfTI), numpy (npz).
 
-* :class:`SomethingLite` — something-something-lite clips with time-reversed class pairs.
+* :class:`SomethingLite` — something-something-lite clips with time-reversed class pairs;
+  :mod:`.frame_blind` — the best top-1 a model blind to frame order can reach on them.
 * :class:`MNI152Tissue`, :func:`load_mni152` — 4-class tissue segmentation patches / volume.
 * :func:`read_video`, :func:`write_video` — PyAV I/O (H.264 MP4 playable in browsers).
 * :class:`VideoFolder` (UCF101 / HMDB51), :class:`SomethingFrames` (SSv1 frame folders),

@@ -28,6 +28,7 @@ the axis's own cheap sub-kernel (k×1×1 or 1×k×k) more channels than the othe
 >>> x, y = planted_clips("temporal", n=64, seed=0)   # (64, 1, 8, 16, 16), (64,)
 >>> res = run_search(planted_model(), [(x, y)], space="video-123d", epochs=10)
 >>> planted_recovery(res.layout, "temporal")          # share of k×k×k + k×1×1 channels
+>>> res = planted_search("spatial", "cost", seed=1, space="video-12d")  # the tests' recipe
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from ..kernels import SUBKERNELS, check_subkernel, resolve_space
+from ..search.run import SearchResult, run_search
 
 PLANTED_KINDS = ("temporal", "spatial")
 
@@ -110,14 +113,18 @@ def planted_clips(kind: str, n: int = 256, frames: int = 8, size: int = 16,
     return frame.view(n, 1, 1, size, size).expand(n, 1, frames, size, size).contiguous(), y
 
 
-def planted_model(width: int = 4, in_channels: int = 1, num_classes: int = 4) -> nn.Sequential:
-    """A small 3D CNN for planted clips whose only searchable layer is ``"0"`` (3×3×3).
+def planted_model(width: int = 4, in_channels: int = 1, num_classes: int = 4,
+                  depth: int = 1) -> nn.Sequential:
+    """A small 3D CNN for planted clips; its searchable layers are :func:`planted_layers`.
 
-    conv 3×3×3 → BN → ReLU → conv 1×1×1 → BN → ReLU → global average pool → linear: after the
-    first conv nothing mixes neighbouring voxels, so what that layer's channels can see is all
-    the network can see. The default width is small so that the task needs every channel: a
-    channel the network does not need has no right sub-kernel (cost priority's L1 switches all
-    its candidates off, and the derivation then picks one by noise).
+    ``depth`` × (conv 3×3×3 → BN → ReLU) → conv 1×1×1 → BN → ReLU → global average pool →
+    linear. With ``depth=1`` (default) nothing after the first conv mixes neighbouring voxels,
+    so what that layer's channels can see is all the network can see, and the planted layout is
+    exact. The default width is small so that the task needs every channel: a channel the
+    network does not need has no right sub-kernel (cost priority's L1 switches all its
+    candidates off, and the derivation then picks one by noise). ``depth > 1`` with a larger
+    ``width`` (e.g. 3 convs of 16) is the wider, deeper net on which a search must still give
+    the planted axis more channels on its task than on the other (docs/search.md).
 
     Shapes:
         (N, in_channels, T, H, W) -> (N, num_classes).
@@ -125,11 +132,62 @@ def planted_model(width: int = 4, in_channels: int = 1, num_classes: int = 4) ->
     _check_int("width", width, 1)
     _check_int("in_channels", in_channels, 1)
     _check_int("num_classes", num_classes, 2)
+    _check_int("depth", depth, 1)
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Conv3d(in_channels if i == 0 else width, width, 3, padding=1, bias=False),
+                   nn.BatchNorm3d(width), nn.ReLU()]
     return nn.Sequential(
-        nn.Conv3d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm3d(width), nn.ReLU(),
+        *layers,
         nn.Conv3d(width, 2 * width, 1, bias=False), nn.BatchNorm3d(2 * width), nn.ReLU(),
         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2 * width, num_classes),
     )
+
+
+def planted_layers(depth: int = 1) -> tuple[str, ...]:
+    """Names of the searchable 3×3×3 convs of ``planted_model(depth=depth)``: "0", "3", …"""
+    _check_int("depth", depth, 1)
+    return tuple(str(3 * i) for i in range(depth))
+
+
+def planted_search(kind: str, mode: str = "performance", seed: int = 0, *,
+                   space="video-123d", width: int = 4, depth: int = 1, n: int = 256,
+                   frames: int = 8, size: int = 16, epochs: int = 10, lr: float = 0.1,
+                   batch_size: int = 32, progress: bool = False,
+                   **search_kwargs) -> SearchResult:
+    """Search :func:`planted_model` on :func:`planted_clips` — one call for a notebook cell.
+
+    The recipe of the planted tests: ``n`` clips of task ``kind`` (seed ``seed``), shuffled
+    batches of ``batch_size`` (seeded), the model initialised under ``seed`` (the caller's RNG
+    state is restored), :func:`~cakes_lite.run_search` with ``epochs`` and ``lr``.
+
+    >>> res = planted_search("temporal", "cost", seed=1, space="video-12d")
+    >>> planted_recovery(res.layout, "temporal")
+
+    Args:
+        kind: ``"temporal"`` or ``"spatial"``.
+        mode: ``"performance"`` or ``"cost"``.
+        seed: data, initialisation, shuffling and search seed.
+        space: search space (``"video-12d"``: exactly one right sub-kernel per task).
+        width, depth: of :func:`planted_model`.
+        n, frames, size: of :func:`planted_clips`.
+        epochs, lr, batch_size: the search recipe.
+        progress: show run_search's progress bar.
+        **search_kwargs: passed to :func:`~cakes_lite.run_search` (``target=``, ``sparsity=``,
+            ``warmup_epochs=`` …).
+
+    Returns:
+        :class:`~cakes_lite.SearchResult` (score it with :func:`planted_recovery`).
+    """
+    _check_kind(kind)
+    x, y = planted_clips(kind, n=n, frames=frames, size=size, seed=seed)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = planted_model(width=width, depth=depth)
+    return run_search(model, loader, space=space, mode=mode, epochs=epochs, lr=lr, seed=seed,
+                      progress=progress, **search_kwargs)
 
 
 def _sees(kind: str, subkernel: str) -> bool:

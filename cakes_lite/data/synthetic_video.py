@@ -10,7 +10,10 @@ with a grey distractor object drifting in a random direction. The class is what 
   model (time-average, shuffled frames, a 2D net averaging frames) is at chance within a pair;
   only temporal kernels can tell them apart.
 * three **appearance classes** — ``static_disk``, ``static_square``, ``static_cross``: a still
-  (slightly jittering) object whose shape is the class; these need spatial kernels.
+  (slightly jittering) object whose shape is the class; these need spatial kernels. A single
+  frame of one looks like a frame of a moving clip that drew the same shape (same sizes,
+  colours, background): only motion separates them, which a bag of frames cannot see
+  (:mod:`.frame_blind` gives what such a model can reach).
 
 Sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)`` (a ``numpy`` ``SeedSequence``
 keyed by the three; each clip is rendered on its own, so it is bit-identical alone or in any

@@ -30,7 +30,8 @@ class ResNet3dConfig:
     widths: tuple = (16, 32, 64)  # output channels of each stage (bottleneck: its inner width)
     depths: tuple = (1, 1, 1)  # residual blocks per stage
     strides: Any = None  # each stage's first-block stride, int or (t, h, w); None: 1, 2, 2 …
-    temporal_stride: bool = True  # False: int stage strides apply to H, W only (short clips)
+    temporal_stride: bool = True  # False: int stage strides apply to H, W only (short clips;
+    # and the "2d" builder, which drops the skipped frames: False keeps it blind to frame order)
     block: str = "basic"  # "basic" (two k×k×k convs) or "bottleneck" (1-k-1, ×4 expansion)
     stem_width: int = 16  # channels after the stem
     stem_kernel: Any = (1, 5, 5)  # stem conv kernel (t, h, w); 1 in t keeps the 2D baseline 2D

@@ -12,7 +12,10 @@ keeps its C_l channels with the highest |γ| − λ·a (one global price, so imp
 against cost across the whole network, not per layer). Cost falls monotonically with λ;
 bisection finds the two solutions around B, and the channel swaps between them are applied one
 by one while the cost stays ≤ B; if that is still more than 2 % off (coarse units in a small
-network), single channel moves that get closer to B, losing the least importance, finish it.
+network), single channel moves — or pairs of moves in two layers, when every single move
+overshoots — that get closer to B, losing the least importance, finish it. A budget inside
+the reachable range that this still misses returns the closest layout found, with a
+:class:`BudgetWarning` saying how far it is.
 With ``round_to = r`` the unit is a block of r channels (block score = sum of its |γ|).
 
 MACs depend on each layer's output size: SearchConv3d records it at every forward, so after
@@ -23,6 +26,7 @@ training (or after one forward with ``input_shape=``) the sizes are known. Walkt
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -31,12 +35,18 @@ from torch import nn
 from ..cost import profile
 from ..kernels import kernel_volume
 from ..layout import Layout
+from .budget_dp import dp_budget
 from .layer import SearchConv3d
 from .supernet import search_layers
 
-TOLERANCE = 0.02  # |cost / budget - 1| the budgeted derivation guarantees
+TOLERANCE = 0.02  # |cost / budget - 1| the budgeted derivation aims at (else: closest + warning)
 EDGE = 1e-9  # budgets within this relative distance of the reachable range are clamped into it
 MAX_DOUBLINGS = 2000  # bracket search bound (2**2000 overflows to inf long before)
+
+
+class BudgetWarning(UserWarning):
+    """A budget inside the reachable range that no layout found meets within the tolerance
+    (coarse channel costs in a tiny network): the closest layout found is returned."""
 
 
 class _Units:
@@ -145,29 +155,58 @@ def _moves(u: _Units, mask: np.ndarray):
                 yield drop, keep, u.cost[keep] - u.cost[drop], u.score[keep] - u.score[drop]
 
 
+def _move_arrays(units: list[_Units], masks: list[np.ndarray]):
+    """Every single-unit move of every layer as arrays (layer, drop, keep, Δcost, Δscore)."""
+    rows = [(li, d, k, dc, ds) for li, u in enumerate(units)
+            for d, k, dc, ds in _moves(u, masks[li])]
+    if not rows:
+        return None
+    li, drop, keep, dc, ds = (np.array(c) for c in zip(*rows))
+    return li, drop, keep, dc.astype(np.float64), ds.astype(np.float64)
+
+
+def _best(gaps: np.ndarray, gains: np.ndarray, gap: float, tol: float):
+    """Index of the best move by (lands within tol, then Δscore; else the smallest gap), or
+    None if no move gets closer than ``gap``."""
+    closer = gaps < gap
+    if not closer.any():
+        return None
+    inside = closer & (gaps <= tol)
+    if inside.any():
+        return int(np.flatnonzero(inside)[np.argmax(gains[inside])])
+    return int(np.flatnonzero(closer)[np.argmin(gaps[closer])])
+
+
 def _refine(units: list[_Units], masks: list[np.ndarray], total: float, budget: float):
     """Local search when the breakpoint swaps cannot reach the tolerance (coarse units): apply
-    the single move that lands within it losing the least importance, else the move that gets
-    closest; stop when no move gets closer."""
+    the single move — or, when none gets closer, the pair of moves in two different layers —
+    that lands within it losing the least importance, else the one that gets closest; stop
+    when nothing gets closer. Pairs matter where every single move overshoots: one layer's
+    channel gets more expensive while another's gets cheaper."""
+    tol = TOLERANCE * budget
     for _ in range(10_000):
         gap = abs(total - budget)
-        if gap <= TOLERANCE * budget:
+        if gap <= tol:
             break
-        best = None  # (inside?, Δscore or -new gap, layer, drop, keep, Δcost)
-        for li, u in enumerate(units):
-            for drop, keep, dc, ds in _moves(u, masks[li]):
-                new_gap = abs(total + dc - budget)
-                if new_gap >= gap:
-                    continue
-                inside = new_gap <= TOLERANCE * budget
-                key = (inside, ds if inside else -new_gap)
-                if best is None or key > best[0]:
-                    best = (key, li, drop, keep, dc)
-        if best is None:
+        moves = _move_arrays(units, masks)
+        if moves is None:
             break
-        _, li, drop, keep, dc = best
-        masks[li][drop], masks[li][keep] = False, True
-        total += dc
+        li, drop, keep, dc, ds = moves
+        i = _best(np.abs(total + dc - budget), ds, gap, tol)
+        if i is not None and abs(total + dc[i] - budget) <= tol:
+            chosen = [i]
+        else:  # pairs of moves in two different layers (a layer's own pairs would interfere)
+            pair_gap = np.abs(total + dc[:, None] + dc[None, :] - budget)
+            pair_gap[li[:, None] == li[None, :]] = np.inf
+            j = _best(pair_gap.reshape(-1), (ds[:, None] + ds[None, :]).reshape(-1),
+                      gap if i is None else abs(total + dc[i] - budget), tol)
+            chosen = list(divmod(j, len(dc))) if j is not None else ([i] if i is not None
+                                                                     else [])
+        if not chosen:
+            break
+        for c in chosen:
+            masks[li[c]][drop[c]], masks[li[c]][keep[c]] = False, True
+            total += dc[c]
     return masks
 
 
@@ -179,8 +218,10 @@ def derive_layout(supernet_model: nn.Module, budget: float | None = None, round_
         supernet_model: a model from :func:`supernet` (trained, e.g. by :func:`run_search`).
         budget: ``None`` (paper: top C_out per layer), a fraction 0 < b ≤ 1 of what the
             searched layers cost as full k×k×k convs, or an absolute cost (> 1) in ``metric``
-            units. Met within 2 % (sum over the searched layers only). A budget within 1e-9
-            (relative) of the reachable range is clamped into it.
+            units. Met within 2 % (sum over the searched layers only) where such a layout is
+            found; otherwise the closest one found is returned with a :class:`BudgetWarning`
+            saying how far it is. A budget within 1e-9 (relative) of the reachable range is
+            clamped into it.
         round_to: every group is a multiple of this (each layer's C_out must be one too).
             On CPU, 16 (AVX-512) or 8 (AVX2) turns saved MACs into saved time: oneDNN computes
             output channels in blocks of that size, so a 5-channel group costs a whole block,
@@ -197,6 +238,9 @@ def derive_layout(supernet_model: nn.Module, budget: float | None = None, round_
     Raises:
         ValueError: no SearchConv3d, bad arguments, budget below the all-cheapest layout
             (the message gives the smallest reachable value) or above the all-expensive one.
+
+    Warns:
+        BudgetWarning: no layout found within 2 % of a budget inside the reachable range.
     """
     layers = search_layers(supernet_model)
     if not layers:
@@ -244,10 +288,17 @@ def derive_layout(supernet_model: nn.Module, budget: float | None = None, round_
         target = min(max(target, lowest), highest)
         masks = _budgeted(units, target)
         got = sum(float(u.cost[m].sum()) for u, m in zip(units, masks))
+        if abs(got / target - 1) > TOLERANCE:  # coarse units: the exact-cost DP fallback
+            found = dp_budget(units, target, 0.99 * TOLERANCE)  # inside, not on the edge
+            if found is not None and abs(found[1] - target) < abs(got - target):
+                masks, got = found
         if abs(got / target - 1) > TOLERANCE:
-            raise ValueError(f"budget: the closest layout with round_to={round_to} costs "
-                             f"{got:.6g} {metric}, more than {TOLERANCE:.0%} from {target:.6g}; "
-                             "use a smaller round_to or a different budget")
+            warnings.warn(
+                f"derive_layout: no layout found within {TOLERANCE:.0%} of the budget "
+                f"{budget} ({target:.6g} {metric}); returning the closest found, which costs "
+                f"{got:.6g} {metric} ({got / target - 1:+.1%})"
+                + (f" (groups in multiples of round_to={round_to} channels)" if round_to > 1
+                   else ""), BudgetWarning, stacklevel=2)
     splits = {}
     for (name, layer), u, mask in zip(layers, units, masks):
         per_op = np.bincount(u.op[mask], minlength=len(layer.candidates)) * round_to

@@ -5,14 +5,18 @@ One call does the whole "Automatic" part of CAKES on any model and any iterable 
 cost-weighted L1 step on γ after every backward) → :func:`derive_layout`.
 
 Importance is only worth reading once the supernet has learnt something: the first
-``warmup_epochs`` (default a quarter of the run) train the weights alone (γ frozen, no L1), then
-γ and the weights train together. γ has its own optimizer group (``gamma_lr``, a multiple of
-``lr``). The history keeps, per epoch, the mean loss, the supernet's training accuracy (argmax
-hits, for classification and segmentation logits), how far |γ| moved from its start per layer,
-every candidate channel's |γ| (plain lists) and the layout derived at that point, so a notebook
-can judge and animate the search. A search that cannot move importance (no searched layer
-reaches the loss, γ not trainable) raises; layers without gradient and a search in which no
-|γ| moved warn. Walkthrough: ``notebooks/02_search.ipynb``.
+``warmup_epochs`` (default a quarter of the run, at least one from two epochs on) train the
+weights alone — γ is left out of the optimiser step (its momentum buffer included) and no L1
+runs — then γ and the weights train together. γ has its own optimizer group (``gamma_lr``, a
+multiple of ``lr``). Cost priority can aim at a cost (``target=``): the L1 strength is then
+adapted during the search (:mod:`.target`). The history keeps, per epoch, the mean loss, the
+supernet's training accuracy (argmax hits, for classification and segmentation logits), how far
+|γ| moved from its start per layer, every candidate channel's |γ| (plain lists), the layout
+derived at that point and what ran (γ trained or frozen, L1 steps and strength, sampling); the
+result's ``settings`` sum up what ran, and ``warning`` says in one line when the supernet stayed
+near chance or |γ| barely moved (:mod:`.monitor`). A search that cannot move importance (no
+searched layer reaches the loss, γ not trainable) raises. Walkthrough:
+``notebooks/02_search.ipynb``; defaults and what they were measured on: docs/search.md.
 """
 
 from __future__ import annotations
@@ -33,17 +37,23 @@ from ..train.epoch import NonFiniteLossError, StepContext, train_step
 from ..train.schedule import warmup_cosine
 from .derive import derive_layout
 from .layer import check_mode
-from .sparsity import importance, param_groups, sparsity_step
+from .monitor import correct, gamma_shift, gamma_start, label_counts, relative_shift, verdict
+from .sparsity import importance, param_groups
+from .steps import SearchStepHook, derive_quietly
 from .supernet import search_layers, supernet
+from .target import CostTarget, check_target
 
-#: L1 strength on γ when ``sparsity=None``: cost priority needs it, performance priority
-#: ranks by what training alone makes of γ (the paper). Sized for short searches on small data
-#: (tens to hundreds of SGD steps at lr 0.1–0.4); long searches on big data want ~1e-4.
+#: L1 strength on γ when ``sparsity=None`` and no ``target``: cost priority needs it,
+#: performance priority ranks by what training alone makes of γ (the paper). What 1e-2 does
+#: at this scale (it decides the layout once the task is solved): docs/search.md.
 DEFAULT_SPARSITY = {"performance": 0.0, "cost": 1e-2}
 #: γ's learning rate as a multiple of the weights' (the paper: the same). γ ≈ 1 gets about the
 #: gradient of a conv weight ≈ 0.02, so it moves ~50× less relative to its size; on the planted
-#: tasks ×3 … ×30 moved it more but recovered the planted layout no better (README).
+#: tasks ×3 … ×30 moved it more but recovered the planted layout no better (docs/search.md).
 DEFAULT_GAMMA_LR = 1.0
+#: what the history records per epoch
+HISTORY_KEYS = ("loss", "accuracy", "gamma_shift", "importance", "layout", "seconds",
+                "gamma_trained", "l1_steps", "sparsity", "sampling_power", "cost_fraction")
 
 
 @dataclass
@@ -52,17 +62,36 @@ class SearchResult:
 
     Attributes:
         layout: the derived :class:`~cakes_lite.Layout`, keyed by the given model's Conv3d names.
-        history: ``{"loss": [per-epoch mean], "accuracy": [per-epoch supernet training
-            accuracy, None if the targets are not class indices], "gamma_shift": [per-epoch
-            {layer: mean over candidates of | |γ| − |γ| at the start |}], "importance":
-            [per-epoch {layer: {sub-kernel: [|γ| per channel]}}], "layout": [per-epoch
-            {layer: split}], "seconds": [...]}``.
+        history: per epoch (lists, one entry each): ``loss`` (mean), ``accuracy`` (supernet
+            training accuracy, None if the targets are not class indices), ``gamma_shift``
+            ({layer: mean over candidates of | |γ| − |γ| at the start |}), ``importance``
+            ({layer: {sub-kernel: [|γ| per channel]}}), ``layout`` ({layer: split}),
+            ``seconds``, ``gamma_trained`` (False in warm-up epochs), ``l1_steps`` and
+            ``sparsity`` (L1 steps run and their mean strength s; with a target: the mean
+            price λ of its proximal steps), ``sampling_power``, ``cost_fraction`` (of the
+            layout derived then; None if unknown).
         supernet: the trained supernet (eval mode), e.g. to derive other budgets.
+        settings: what actually ran: ``epochs``, ``steps``, ``lr``, ``gamma_lr``,
+            ``warmup_epochs`` (and ``warmup_default``: chosen by run_search),
+            ``gamma_frozen_steps``, ``l1_steps``, ``sparsity`` (a number, or how a target
+            steered it),
+            ``sampling``, ``target``, ``metric``, ``cost_fraction``, ``target_met``,
+            ``gamma_moved`` ({layer: mean |γ| shift / mean |γ| at start}).
+        warning: one line when the layout should not be trusted (supernet near chance, |γ|
+            barely moved), else None; also issued as a UserWarning.
     """
 
     layout: Layout
     history: dict[str, list[Any]] = field(default_factory=dict)
     supernet: nn.Module | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
+
+
+def default_warmup(epochs: int) -> int:
+    """Weight warm-up epochs when none are given: a quarter of the search, at least one
+    whenever there are two or more epochs (a 1-epoch search cannot have one)."""
+    return max(1, epochs // 4) if epochs >= 2 else 0
 
 
 def _to(batch, device):
@@ -79,59 +108,11 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _correct(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[int, int]:
-    """(correct, counted) argmax predictions for class logits (N, K, …) vs targets (N, …);
-    (0, 0) where that does not apply (regression, soft targets)."""
-    if (outputs.dim() < 2 or targets.dtype not in (torch.int64, torch.int32)
-            or tuple(targets.shape) != (outputs.shape[0], *outputs.shape[2:])):
-        return 0, 0
-    return int((outputs.argmax(1) == targets).sum()), targets.numel()
-
-
-def _gamma_start(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: layer.importance().clone() for name, layer in search_layers(net)}
-
-
-def _gamma_shift(net: nn.Module, start: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Per layer: mean over candidates of | |γ| now − |γ| at the start |."""
-    return {name: float((layer.importance() - start[name]).abs().mean())
-            for name, layer in search_layers(net)}
-
-
-def _check_gradients(net: nn.Module) -> None:
-    """After the first backward: every searched layer's γ must have received a gradient."""
-    dead = [name for name, layer in search_layers(net)
-            if layer.bn.weight is None or layer.bn.weight.grad is None
-            or not bool(layer.bn.weight.grad.any())]
-    if len(dead) == len(search_layers(net)):
-        raise ValueError(f"model: no searched layer received a gradient ({dead}); their "
-                         "importance |γ| cannot move (is the loss connected to them?)")
-    if dead:
-        warnings.warn(f"run_search: searched layers {dead} received no gradient in the first "
-                      "step; their layout will be the even split (tie-break), not searched",
-                      stacklevel=3)
-
-
-def _step_hook(s: float, mode: str, budget, round_to: int, metric: str,
-               ctx: StepContext) -> Callable[[nn.Module], None]:
-    """What runs between backward and the optimiser step: on the very first step, fail fast on
-    an impossible budget and check that γ receives gradients; then the L1 step on γ (cost
-    priority weights it by sub-kernel cost; ``s = 0`` during the warm-up)."""
-    def hook(net: nn.Module) -> None:
-        if ctx.step == 0:
-            if budget is not None:  # output sizes are known after the first forward
-                derive_layout(net, budget, round_to, metric)
-            _check_gradients(net)
-        if s:
-            sparsity_step(net, s, weighted=(mode == "cost"))
-    return hook
-
-
 def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                mode: str = "performance", epochs: int, lr: float = 0.1,
                gamma_lr: float | None = None, warmup_epochs: int | None = None,
-               sampling_power: float = 0.0,
-               sparsity: float | None = None, budget: float | None = None, round_to: int = 1,
+               sampling_power: float = 0.0, sparsity: float | None = None,
+               target: float | None = None, budget: float | None = None, round_to: int = 1,
                metric: str = "macs", loss_fn: Callable | None = None, device=None,
                seed: int = 0, weight_decay: float = 1e-4, momentum: float = 0.9,
                callback: Callable[[dict], Any] | None = None,
@@ -147,15 +128,26 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         lr: SGD learning rate of the weights (cosine-annealed to 0 over the run; momentum
             ``momentum``).
         gamma_lr: learning rate of the importances γ as a multiple of ``lr``; None:
-            ``DEFAULT_GAMMA_LR`` (γ ≈ 1 while conv weights are ≈ 0.02, see the README).
-        warmup_epochs: epochs at the start in which only the weights train (γ frozen, no L1),
-            so that importance is learnt on features that mean something; None:
-            ``epochs // 4``; 0: the paper (γ trains from the first step).
+            ``DEFAULT_GAMMA_LR`` (γ ≈ 1 while conv weights are ≈ 0.02, see docs/search.md).
+        warmup_epochs: epochs at the start in which only the weights train (γ left out of the
+            optimiser step, no L1), so that importance is learnt on features that mean
+            something; None: :func:`default_warmup` (a quarter, at least 1 from 2 epochs on;
+            a 1-epoch search warns that it has none); 0: the paper (γ trains from the start).
         sampling_power: performance priority: 0 (the paper, default) samples each channel's
             candidate uniformly; a > 0 samples ∝ |γ|^a after the warm-up, a ramping up to its
             value over the run (an option; it did not help on the planted tasks).
-        sparsity: L1 strength s on γ (see :func:`sparsity_step`); None: DEFAULT_SPARSITY[mode].
-        budget, round_to, metric: passed to :func:`derive_layout`.
+        sparsity: fixed L1 strength s on γ (see :func:`sparsity_step`); None:
+            ``DEFAULT_SPARSITY[mode]`` (the paper's 1e-2 for cost priority), or steered by
+            ``target``.
+        target: cost priority only: the cost the derived layout should have, a fraction in
+            (0, 1] of the searched layers' full k×k×k ``metric``; the L1 strength is adapted
+            during the search (a price on cost steers a proximal L1 step,
+            :mod:`cakes_lite.search.target`) and the layout is derived by the paper's rule,
+            no budget. Met within 5 % on the nets measured
+            (docs/search.md); ``settings["target_met"]`` says whether it was here, and a miss
+            warns.
+        budget, round_to, metric: passed to :func:`derive_layout` (``metric`` also measures
+            ``target``). ``budget`` and ``target`` exclude each other.
         loss_fn: ``loss_fn(outputs, targets)``; default cross-entropy (works for
             classification (N, K) and segmentation (N, K, D, H, W) logits alike).
         device: where to train; None: where ``model`` is (nothing is moved silently).
@@ -169,10 +161,15 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
             supernet's accuracy and the mean |γ| shift.
 
     Returns:
-        :class:`SearchResult` with ``.layout``, ``.history`` and ``.supernet``.
+        :class:`SearchResult` with ``.layout``, ``.history``, ``.supernet``, ``.settings``
+        (what ran) and ``.warning``.
 
     Raises:
         ValueError: bad arguments, an empty loader, or no searched layer receiving a gradient.
+
+    Warns:
+        UserWarning: a 1-epoch search (no warm-up), layers without gradient, a missed
+        ``target``, and the one-line :attr:`SearchResult.warning`.
     """
     check_mode(mode)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -181,10 +178,23 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ValueError(f"{what}: expected a positive number, got {v!r}")
     g_lr = DEFAULT_GAMMA_LR if gamma_lr is None else gamma_lr
-    warm = epochs // 4 if warmup_epochs is None else warmup_epochs
+    warm = default_warmup(epochs) if warmup_epochs is None else warmup_epochs
     if isinstance(warm, bool) or not isinstance(warm, int) or not 0 <= warm < epochs:
         raise ValueError(f"warmup_epochs: expected an int in [0, epochs) = [0, {epochs}), "
                          f"got {warmup_epochs!r}")
+    if target is not None:
+        check_target(target)
+        if mode != "cost":
+            raise ValueError(f"target: needs mode='cost' (the L1 on γ is what aims at a cost), "
+                             f"got mode={mode!r}; for performance priority derive under a "
+                             "budget= instead")
+        for what, v in (("budget", budget), ("sparsity", sparsity)):
+            if v is not None:
+                raise ValueError(f"{what}: pass target= (the search adapts the L1 strength and "
+                                 f"the paper's rule derives the layout) or {what}=, not both; "
+                                 f"got target={target!r}, {what}={v!r}")
+    if metric not in ("macs", "params"):
+        raise ValueError(f"metric: expected 'macs' or 'params', got {metric!r}")
     s = DEFAULT_SPARSITY[mode] if sparsity is None else sparsity
     if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
         raise ValueError(f"sparsity: expected a non-negative number, got {sparsity!r}")
@@ -195,10 +205,13 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         warnings.warn("run_search: model is frozen (no parameter requires grad); the supernet's "
                       "searched layers are trained anyway, every other layer stays fixed",
                       stacklevel=2)
+    if warm == 0 and warmup_epochs is None:
+        warnings.warn("run_search: a 1-epoch search has no weight warm-up: γ and its L1 step "
+                      "start with untrained features (2 or more epochs get at least one "
+                      "warm-up epoch)", stacklevel=2)
     device = _model_device(model) if device is None else torch.device(device)
     loss_fn = loss_fn or F.cross_entropy
-    history: dict[str, list[Any]] = {"loss": [], "accuracy": [], "gamma_shift": [],
-                                     "importance": [], "layout": [], "seconds": []}
+    history: dict[str, list[Any]] = {key: [] for key in HISTORY_KEYS}
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
@@ -208,43 +221,45 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         groups = param_groups(net, weight_decay)
         gammas = {id(layer.bn.weight) for _, layer in search_layers(net)
                   if layer.bn.weight is not None}
-        # γ in a group of its own: lr · gamma_lr, 0 during the warm-up
+        # γ in a group of its own: lr · gamma_lr
         groups.append({"params": [p for p in groups[1]["params"] if id(p) in gammas],
                        "weight_decay": 0.0, "gamma": True})
         groups[1]["params"] = [p for p in groups[1]["params"] if id(p) not in gammas]
         if not groups[2]["params"]:
             raise ValueError("model: the searched layers' importances γ are not trainable "
                              "(requires_grad=False?); the search could not move them")
+        for g in groups:
+            g["lr"] = lr * (g_lr if g.get("gamma") else 1.0)
         opt = torch.optim.SGD(groups, lr=lr, momentum=momentum)
         try:
             steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
         except TypeError:
             steps_per_epoch = None
         total = epochs * steps_per_epoch if steps_per_epoch else None
+        control = CostTarget(net, target, metric) if target is not None else None
         # the training loop's step and schedule: cosine over the whole run (constant without a
-        # known length), the cost-priority L1 step between backward and the optimiser step
+        # known length), the L1 step on γ between backward and the optimiser step
         ctx = StepContext(model=net, train_model=net, optimizer=opt, loss_fn=loss_fn,
                           device=device, amp=False,
                           lr_factor=(lambda i: warmup_cosine(i, total)) if total else
                           (lambda i: 1.0))
+        hook = ctx.step_hook = SearchStepHook(ctx, mode, s, control, budget, round_to, metric)
         bar = progress_bar(total=total, desc=f"search ({mode})", disable=not progress,
                            leave=False)
-        start_gamma = _gamma_start(net)
+        start_gamma = gamma_start(net)
+        labels = None
         try:
             for epoch in range(1, epochs + 1):
                 net.train()
-                learn_gamma = epoch > warm
-                for g in opt.param_groups:  # γ: lr · gamma_lr, 0 during the warm-up
-                    g["base_lr"] = lr * ((g_lr if learn_gamma else 0.0) if g.get("gamma")
-                                         else 1.0)
-                ctx.step_hook = _step_hook(s if learn_gamma else 0.0, mode, budget, round_to,
-                                           metric, ctx)
+                hook.learn_gamma = epoch > warm
+                l1_before, sum_before = hook.l1_steps, hook.l1_sum
                 # performance priority: sampling ∝ |γ|^a, a ramping 0 -> sampling_power after
                 # the warm-up (0: the paper's uniform sampling throughout)
                 power = sampling_power * max(0, epoch - 1 - warm) / max(1, epochs - 1 - warm)
                 for _, layer in search_layers(net):
                     layer.sampling_power = power
                 start, loss_sum, n_batches, right, seen = time.perf_counter(), 0.0, 0, 0, 0
+                labels = None
                 for batch in train_loader:
                     x, y = _to(batch, device)
                     try:
@@ -253,8 +268,11 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                         raise RuntimeError(f"run_search: loss became non-finite at epoch "
                                            f"{epoch}, step {ctx.step}; try a smaller lr ({e})"
                                            ) from None
-                    c, m = _correct(out, y)
+                    c, m = correct(out, y)
                     right, seen = right + c, seen + m
+                    counts = label_counts(out, y)
+                    if counts is not None:
+                        labels = counts if labels is None else labels + counts
                     loss_sum, n_batches = loss_sum + loss_value, n_batches + 1
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{loss_value:.3f}",
@@ -262,29 +280,52 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
                 if n_batches == 0:
                     raise ValueError("train_loader: yielded no batches")
                 net.eval()
-                layout = derive_layout(net, budget, round_to, metric)
-                shift = _gamma_shift(net, start_gamma)
-                history["loss"].append(loss_sum / n_batches)
-                history["accuracy"].append(right / seen if seen else None)
-                history["gamma_shift"].append(shift)
-                history["importance"].append(importance(net))
-                history["layout"].append({k: dict(v) for k, v in layout.items()})
-                history["seconds"].append(time.perf_counter() - start)
-                bar.set_postfix(epoch=epoch, loss=f"{history['loss'][-1]:.3f}",
-                                acc=f"{right / seen:.2f}" if seen else "-",
+                layout = derive_quietly(net, budget, round_to, metric)
+                shift = gamma_shift(net, start_gamma)
+                l1 = hook.l1_steps - l1_before
+                record = {
+                    "loss": loss_sum / n_batches, "accuracy": right / seen if seen else None,
+                    "gamma_shift": shift, "importance": importance(net),
+                    "layout": {k: dict(v) for k, v in layout.items()},
+                    "seconds": time.perf_counter() - start, "gamma_trained": hook.learn_gamma,
+                    "l1_steps": l1, "sparsity": (hook.l1_sum - sum_before) / l1 if l1 else 0.0,
+                    "sampling_power": power, "cost_fraction": layout.meta.get("cost_fraction")}
+                for key in HISTORY_KEYS:
+                    history[key].append(record[key])
+                bar.set_postfix(epoch=epoch, loss=f"{record['loss']:.3f}",
+                                acc="-" if record["accuracy"] is None
+                                else f"{record['accuracy']:.2f}",
                                 dgamma=f"{max(shift.values()):.3f}")
                 if callback is not None:
-                    callback({"epoch": epoch, "loss": history["loss"][-1],
-                              "accuracy": history["accuracy"][-1], "gamma_shift": shift,
-                              "importance": history["importance"][-1], "layout": layout,
+                    callback({"epoch": epoch, "loss": record["loss"],
+                              "accuracy": record["accuracy"], "gamma_shift": shift,
+                              "importance": record["importance"], "layout": layout,
                               "supernet": net})
         finally:
             bar.close()
             for _, layer in search_layers(net):
                 layer.sampling_power = 0.0  # the returned supernet samples uniformly again
-    if max(history["gamma_shift"][-1].values()) == 0.0:
-        warnings.warn("run_search: no importance |γ| moved from its start; the layout is the "
-                      "tie-break (even split), not a search result", stacklevel=2)
+    layout = derive_layout(net, budget, round_to, metric)  # warns if a budget was out of reach
+    moved = relative_shift(history["gamma_shift"][-1], start_gamma)
+    settings = {
+        "epochs": epochs, "steps": ctx.step, "lr": lr, "gamma_lr": g_lr,
+        "warmup_epochs": warm, "warmup_default": warmup_epochs is None,
+        "gamma_frozen_steps": hook.frozen_steps, "l1_steps": hook.l1_steps,
+        "sparsity": "target (price-steered proximal L1)" if control is not None else s,
+        "sampling": "uniform" if not sampling_power else f"|γ|^a, a ramping to {sampling_power}",
+        "target": target, "metric": metric, "cost_fraction": layout.meta.get("cost_fraction"),
+        "target_met": None, "gamma_moved": moved}
+    if control is not None:
+        cost = layout.meta["cost_fraction"]
+        settings["target_met"] = control.met(cost)
+        if not settings["target_met"]:
+            warnings.warn(control.miss(cost), stacklevel=2)
+    majority = float(labels.max() / labels.sum()) if labels is not None else None
+    warning = verdict(history["accuracy"][-1], majority, moved)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
     layout.meta.update({"epochs": epochs, "lr": lr, "gamma_lr": g_lr, "warmup_epochs": warm,
-                        "sparsity": s})
-    return SearchResult(layout=layout, history=history, supernet=net)
+                        "sparsity": settings["sparsity"], "target": target,
+                        "l1_steps": hook.l1_steps})
+    return SearchResult(layout=layout, history=history, supernet=net, settings=settings,
+                        warning=warning)

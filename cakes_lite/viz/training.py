@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-__all__ = ["confusion_figure", "confusion_matrix", "curves", "pair_confusion", "pareto",
-           "pareto_front", "predict"]
+__all__ = ["class_accuracy", "confusion_figure", "confusion_matrix", "curves", "pair_confusion",
+           "pareto", "pareto_front", "predict"]
 
 
 @torch.no_grad()
@@ -50,6 +50,19 @@ def confusion_matrix(targets: Sequence[int], preds: Sequence[int], num_classes: 
                          f"[{min(t.min(), p.min())}, {max(t.max(), p.max())}]")
     return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes,
                                                                                 num_classes)
+
+
+def class_accuracy(matrix: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Accuracy (recall) of every class from a confusion matrix: ``{name: m[i, i] / m[i].sum()}``
+    (NaN for a class without samples). Read it before the mean: on something-something-lite a
+    network blind to motion fails whole groups of classes (``cakes_lite.data.frame_blind``)."""
+    m = np.asarray(matrix)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(classes):
+        raise ValueError(f"matrix: expected ({len(classes)}, {len(classes)}) for "
+                         f"{len(classes)} classes, got {m.shape}")
+    rows = m.sum(1)
+    return {c: float(m[i, i] / rows[i]) if rows[i] else float("nan")
+            for i, c in enumerate(classes)}
 
 
 def pair_confusion(matrix: np.ndarray, classes: Sequence[str],
