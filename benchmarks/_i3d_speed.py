@@ -43,10 +43,12 @@ def check_cells(sizes: list[int], batches: list[int], layouts: list[str]) -> Non
 
 
 def measure_cell(size: int, batch: int, layout: str, repeats: int, budget_s: float,
-                 tune_budget_s: float) -> dict:
+                 tune_budget_s: float, parent_copy: bool = False) -> dict:
     """One cell: both networks through ``for_inference`` (the CAKES one tuned in the network on
     the benchmark input), then timed interleaved: one warm-up round, then as many rounds as
-    ``budget_s`` allows (at least 3, at most ``repeats``); medians."""
+    ``budget_s`` allows (at least 3, at most ``repeats``); medians. ``parent_copy``: a second,
+    separately built 3D network runs in the same rounds; its time ÷ the 3D time
+    (``copy_ratio``) would be 1 without noise."""
     torch.manual_seed(0)
     x = torch.randn(batch, 3, 8, size, size)
     torch.manual_seed(0)
@@ -58,9 +60,13 @@ def measure_cell(size: int, batch: int, layout: str, repeats: int, budget_s: flo
     fast = for_inference(model, example=x, tuning={"budget_s": tune_budget_s, "report": report})
     tune_seconds = time.perf_counter() - t0
     steps = {"3d": lambda: parent(x), "cakes": lambda: fast(x)}
+    if parent_copy:
+        torch.manual_seed(0)
+        twin = for_inference(resnet50_i3d().eval())
+        steps["3d copy"] = lambda: twin(x)
     with torch.no_grad():
         first = interleaved_samples(steps, 1, 1)  # warm-up round, then one to size the run
-        per_round = (first["3d"][0] + first["cakes"][0]) / 1e3
+        per_round = sum(t[0] for t in first.values()) / 1e3
         rounds = max(3, min(repeats, int(budget_s / per_round)))
         samples = interleaved_samples(steps, rounds - 1, 0)
     times = {k: first[k] + samples[k] for k in steps}
@@ -71,15 +77,18 @@ def measure_cell(size: int, batch: int, layout: str, repeats: int, budget_s: flo
     return {"size": size, "batch": batch, "layout": layout, "rounds": rounds,
             "ms_3d": med["3d"], "ms": med["cakes"], "ratio": ratio, "mac_ratio": mac_ratio,
             "eff": (1 / ratio) / (1 / mac_ratio), "tune_seconds": tune_seconds,
+            "copy_ratio": med["3d copy"] / med["3d"] if parent_copy else None,
             "plans": dict(plans), "macs_3d": cost["macs_3d"] * batch,
             "samples_ms": times}
 
 
 def run_cells(root: Path, sizes, batches, layouts, repeats: int, budget_s: float,
-              tune_budget_s: float, force: bool, echo=print) -> Path:
-    """Measure every missing (size, batch, layout) cell, merging each into the result file as
-    soon as it is done (a killed run loses one cell at most)."""
-    out = result_path(root, torch.get_num_threads())
+              tune_budget_s: float, force: bool, echo=print, parent_copy: bool = False,
+              out: Path | None = None) -> Path:
+    """Measure every missing (size, batch, layout) cell, merging each into the result file
+    (``out``, default :func:`result_path`) as soon as it is done (a killed run loses one cell
+    at most)."""
+    out = Path(out) if out else result_path(root, torch.get_num_threads())
     for size in sizes:
         for batch in batches:
             for layout in layouts:
@@ -90,16 +99,21 @@ def run_cells(root: Path, sizes, batches, layouts, repeats: int, budget_s: float
                     echo(f"{size}² b{batch} {layout}: measured already (--force to redo)")
                     continue
                 t_start, load = time.perf_counter(), os.getloadavg()
-                cell = measure_cell(size, batch, layout, repeats, budget_s, tune_budget_s)
+                cell = measure_cell(size, batch, layout, repeats, budget_s, tune_budget_s,
+                                    parent_copy)
                 cell.update(load_before=load, load_after=os.getloadavg(),
                             seconds=time.perf_counter() - t_start,
                             env={k: os.environ.get(k) for k in
-                                 ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")})
+                                 ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")},
+                            threads=torch.get_num_threads())
                 doc["cells"] = [c for c in doc["cells"] if (c["size"], c["batch"], c["layout"])
                                 != (size, batch, layout)] + [cell]
                 finish(doc, t_start, out)
+                copy = ("" if cell["copy_ratio"] is None
+                        else f", 3D copy {cell['copy_ratio']:.3f}×")
                 echo(f"{size}² b{batch} {layout}: {cell['ratio']:.3f}× the 3D time for "
                      f"{cell['mac_ratio']:.3f}× the MACs (eff {cell['eff']:.2f}); "
                      f"{cell['rounds']} rounds, 3D {cell['ms_3d']:.0f} ms, tuned in "
-                     f"{cell['tune_seconds']:.1f} s, load {load[0]:.1f}; {dict(cell['plans'])}")
+                     f"{cell['tune_seconds']:.1f} s, load {load[0]:.1f}{copy}; "
+                     f"{dict(cell['plans'])}")
     return out

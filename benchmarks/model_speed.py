@@ -28,11 +28,19 @@ would be 1 without noise, so its spread is the noise band of the run.
 authors' six layouts against the full 3D network, 8 frames of ``--size``² at each ``--batch``,
 both through ``for_inference`` (the CAKES one tuned in the network on the benchmark input).
 One cell (side, batch, layout) at a time, each merged into
-``benchmarks/results/i3d_speed_<isa>_<threads>thread.json`` as soon as it is measured; cells
-already there are skipped (``--force`` redoes them), so a grid runs as resumable invocations:
+``benchmarks/results/i3d_speed_<isa>_<threads>thread.json`` (or ``--out``) as soon as it is
+measured; cells already there are skipped (``--force`` redoes them), so a grid runs as
+resumable invocations; ``--parent-copy`` runs a second 3D network in the same rounds (its
+``copy_ratio``: the noise band of that cell):
 
     flock /tmp/cakes_heavy.lock python benchmarks/model_speed.py --i3d --size 112 --batch 1 \
-        --threads 2 [--layout CAKES123D_P] [--repeats 20] [--budget-s 120]
+        --threads 2 [--layout CAKES123D_P] [--repeats 20] [--budget-s 120] [--parent-copy]
+
+**The zoo models against their parents** (docs/speed.md): the zoo families with the parent copy,
+written where the speed page's tables read them:
+
+    python benchmarks/model_speed.py --only zoo-video --only zoo-volume --parent-copy \
+        --threads 2 --out benchmarks/results/zoo_parity_<isa>_2thread.json
 """
 
 from __future__ import annotations
@@ -211,7 +219,8 @@ def _i3d(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = run_cells(ROOT, sizes, batches, layouts, args.repeats, args.budget_s,
-                    args.tune_budget_s, args.force, echo=lambda line: print(line, flush=True))
+                    args.tune_budget_s, args.force, echo=lambda line: print(line, flush=True),
+                    parent_copy=args.parent_copy, out=args.out)
     print(f"results -> {out}")
     return 0
 
