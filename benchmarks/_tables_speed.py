@@ -1,7 +1,8 @@
 """The tables of docs/speed.md: ResNet-50 I3D at full width beside the zoo's tiny models
-(``i3d_speed_<isa>_<N>thread.json`` from ``model_speed.py --i3d``, ``zoo_parity_<isa>_<N>thread.json``
-from ``model_speed.py --only zoo-video --only zoo-volume --parent-copy``), how each group of cells
-was measured, and the zoo models against their parents as loaded and as tuned. Markdown only;
+(``i3d_speed_<isa>_<N>thread.json`` from ``model_speed.py --i3d``,
+``zoo_parity_<isa>_<N>thread.json`` from ``model_speed.py --only zoo-video --only zoo-volume
+--parent-copy``), how each group of cells was measured, the zoo models against their parents as
+loaded and as tuned, and the 3D parents' work per convolution call. Markdown only;
 ``docs_tables.py`` puts them into the documents. A cell that was not measured says so."""
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from cakes_lite.models import build_model, resnet50_i3d  # noqa: E402
 from cakes_lite.official import official_layouts, resnet50_macs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+ZOO = ROOT / "app" / "zoo"
 I3D_TITLES = {"CAKES12D_P": "CAKES^P 1,2D", "CAKES12D_C": "CAKES^C 1,2D",
               "CAKES23D_P": "CAKES^P 2,3D", "CAKES23D_C": "CAKES^C 2,3D",
               "CAKES123D_P": "CAKES^P 1,2,3D", "CAKES123D_C": "CAKES^C 1,2,3D"}
@@ -159,4 +165,44 @@ def zoo_parity(results: Path | None = None) -> str:
                 else model)
         mac = next(iter(forms["infer"].values()))["mac_ratio"]
         lines.append(f"| {name} | {mac:.2f} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _convs(model: nn.Module) -> int:
+    """Convolution layers (each called once per forward in these networks)."""
+    return sum(isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)) for m in model.modules())
+
+
+def per_call(results: Path | None = None) -> str:
+    """The 3D parents' arithmetic per convolution call and the rate they reach (MACs ÷ median
+    time through for_inference): what a CAKES layer splits into smaller calls."""
+    i3d, zoo = settings("i3d_speed", results), settings("zoo_parity", results)
+    if not i3d and not zoo:
+        return NO_RESULTS
+    lines = ["| 3D network | setting | input | conv layers | MMACs per conv call | ms per "
+             "forward | µs per conv call | GMAC/s |", "|---|---|---|---|---|---|---|---|"]
+
+    def row(name, title, shape, convs, macs, ms):
+        lines.append(f"| {name} | {title} | {shape} | {convs} | {macs / convs / 1e6:,.1f} | "
+                     f"{ms:.3g} | {1e3 * ms / convs:,.0f} | {macs / ms / 1e6:.0f} |")
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        convs = _convs(resnet50_i3d())
+    for title, doc in i3d.items():
+        groups: dict[tuple, list] = {}
+        for c in doc["cells"]:
+            groups.setdefault((c["size"], c["batch"]), []).append(c)
+        for (size, batch), cs in sorted(groups.items()):
+            ms = sorted(c["ms_3d"] for c in cs)[len(cs) // 2]
+            row("ResNet-50 I3D", title, f"{batch}×3×8×{size}×{size}", convs, cs[0]["macs_3d"],
+                ms)
+    for title, doc in zoo.items():
+        for run in doc["runs"]:
+            meta = json.loads((ZOO / f"{run['parent']}.json").read_text(encoding="utf-8"))
+            with torch.device("meta"):
+                n = _convs(build_model(meta["model"]["name"], **meta["model"]["config"]))
+            ms = next(r["ms"] for r in run["rows"]
+                      if r["model"] == run["parent"] and r["form"] == "infer")
+            shape = "×".join(map(str, [run["batch"], *meta["input_shape"][1:]]))
+            row(f"zoo {run['parent']}", title, shape, n, meta["macs"] * run["batch"], ms)
     return "\n".join(lines) + "\n"

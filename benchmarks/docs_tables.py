@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import (LAYER_SETTINGS, MODEL_SETTINGS, ZOO, by_model, compare_layouts,  # noqa: E402
                      compare_paired, compare_table, layer_speed, load, model_parents,
                      model_speed, paired, search_cost, summarise, zoo)
-from _tables_speed import full_width, full_width_runs, zoo_parity  # noqa: E402
+from _tables_speed import full_width, full_width_runs, per_call, zoo_parity  # noqa: E402
 
 from cakes_lite._helpers import atomic_write_text  # noqa: E402
 
@@ -117,6 +117,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "compare-volume": lambda: compare_table("volume"), "compare-paired": compare_paired,
     "compare-layouts": compare_layouts, "zoo": zoo, "readme-results": readme_results,
     "full-width": full_width, "full-width-runs": full_width_runs, "zoo-parity": zoo_parity,
+    "per-call": per_call,
 }
 
 

@@ -26,7 +26,7 @@ i3d_speed = importlib.import_module("_i3d_speed")
 def _cell(layout: str, size: int, batch: int, ratio: float, copy: float) -> dict:
     return {"layout": layout, "size": size, "batch": batch, "ratio": ratio, "eff": 0.5 / ratio,
             "mac_ratio": 0.5, "copy_ratio": copy, "rounds": 7, "tune_seconds": 12.0,
-            "ms_3d": 250.0, "load_before": [1.0, 1.0, 1.0], "load_after": [1.2, 1.0, 1.0]}
+            "ms_3d": 250.0, "macs_3d": 5.3e9, "load_before": [1.0, 1.0, 1.0], "load_after": [1.2, 1.0, 1.0]}
 
 
 def _write(folder: Path, name: str, isa: str, threads: int, cells: list[dict]) -> None:
@@ -53,6 +53,10 @@ def test_unmeasured_cells_say_so_and_the_noise_band_spans_the_copies(tmp_path):
                rows["| ResNet-50 I3D, CAKES^P 1,2,3D (64–512 ch.) 3×8×224²"])
     runs = tables.full_width_runs(tmp_path).splitlines()
     assert runs[2] == "| AVX2, 2 thr. | 3×8×112² | 1 | 2 | 7 | 1.0–1.2 | 12 | 250 |"
+
+    # ResNet-50 I3D has 53 convolutions: 100 MMACs and 4.7 ms each, 21 GMAC/s at 250 ms
+    assert tables.per_call(tmp_path).splitlines()[2] == (
+        "| ResNet-50 I3D | AVX2, 2 thr. | 1×3×8×112×112 | 53 | 100.0 | 250 | 4,717 | 21 |")
 
 
 def test_a_file_measured_otherwise_than_its_name_says_is_refused(tmp_path):
