@@ -79,6 +79,11 @@ def measure_cell(size: int, batch: int, layout: str, repeats: int, budget_s: flo
             "eff": (1 / ratio) / (1 / mac_ratio), "tune_seconds": tune_seconds,
             "copy_ratio": med["3d copy"] / med["3d"] if parent_copy else None,
             "plans": dict(plans), "macs_3d": cost["macs_3d"] * batch,
+            # how the tuning went: per class of identical layers, its candidates, the choice
+            # and how many samples decided (two plans left: decided again by whole forwards)
+            "classes": [{"layers": cls.names, "plans": cls.plans, "chosen": cls.chosen,
+                         "samples": {k: len(v) for k, v in cls.times.items()}}
+                        for cls in report],
             "samples_ms": times}
 
 
