@@ -173,13 +173,20 @@ def _convs(model: nn.Module) -> int:
     return sum(isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)) for m in model.modules())
 
 
+def _zoo_parent(name: str) -> tuple[dict, int]:
+    """A zoo model's metadata and its number of convolution layers (built on the meta device)."""
+    meta = json.loads((ZOO / f"{name}.json").read_text(encoding="utf-8"))
+    with torch.device("meta"):
+        return meta, _convs(build_model(meta["model"]["name"], **meta["model"]["config"]))
+
+
 def per_call(results: Path | None = None) -> str:
     """The 3D parents' arithmetic per convolution call and the rate they reach (MACs ÷ median
     time through for_inference): what a CAKES layer splits into smaller calls."""
     i3d, zoo = settings("i3d_speed", results), settings("zoo_parity", results)
     if not i3d and not zoo:
         return NO_RESULTS
-    lines = ["| 3D network | setting | input | conv layers | MMACs per conv call | ms per "
+    lines = ["| 3D network | setting | input | conv layers | MMACs per conv call (mean) | ms per "
              "forward | µs per conv call | GMAC/s |", "|---|---|---|---|---|---|---|---|"]
 
     def row(name, title, shape, convs, macs, ms):
@@ -196,13 +203,19 @@ def per_call(results: Path | None = None) -> str:
             ms = sorted(c["ms_3d"] for c in cs)[len(cs) // 2]
             row("ResNet-50 I3D", title, f"{batch}×3×8×{size}×{size}", convs, cs[0]["macs_3d"],
                 ms)
+    measured = set()
     for title, doc in zoo.items():
         for run in doc["runs"]:
-            meta = json.loads((ZOO / f"{run['parent']}.json").read_text(encoding="utf-8"))
-            with torch.device("meta"):
-                n = _convs(build_model(meta["model"]["name"], **meta["model"]["config"]))
+            meta, n = _zoo_parent(run["parent"])
             ms = next(r["ms"] for r in run["rows"]
                       if r["model"] == run["parent"] and r["form"] == "infer")
             shape = "×".join(map(str, [run["batch"], *meta["input_shape"][1:]]))
             row(f"zoo {run['parent']}", title, shape, n, meta["macs"] * run["batch"], ms)
+            measured.add(run["parent"])
+    for parent in ("video_3d", "volume_3d"):
+        if parent not in measured:  # the work per call is known without timing
+            meta, n = _zoo_parent(parent)
+            lines.append(f"| zoo {parent} | not measured | "
+                         f"{'×'.join(map(str, meta['input_shape']))} | {n} | "
+                         f"{meta['macs'] / n / 1e6:,.1f} | – | – | – |")
     return "\n".join(lines) + "\n"
