@@ -19,12 +19,34 @@ from medians of warmed-up, interleaved runs. ``--export`` adds torch.export and 
 ``benchmarks/results/model_speed_<N>thread.json`` (N = threads) unless ``--out`` says otherwise.
 
     python benchmarks/model_speed.py [--repeats 15] [--batch 1 --batch 8] [--threads 2]
-        [--device cpu|cuda] [--only zoo-video] [--export]
+        [--device cpu|cuda] [--only zoo-video] [--export] [--parent-copy]
+
+``--parent-copy`` also times a second inference copy of each parent: its ratio to the parent
+would be 1 without noise, so its spread is the noise band of the run.
+
+**The paper's network** (``--i3d``): ``resnet50_i3d`` (random weights) with each of the
+authors' six layouts against the full 3D network, 8 frames of ``--size``² at each ``--batch``,
+both through ``for_inference`` (the CAKES one tuned in the network on the benchmark input).
+One cell (side, batch, layout) at a time, each merged into
+``benchmarks/results/i3d_speed_<isa>_<threads>thread.json`` (or ``--out``) as soon as it is
+measured; cells already there are skipped (``--force`` redoes them), so a grid runs as
+resumable invocations; ``--parent-copy`` runs a second 3D network in the same rounds (its
+``copy_ratio``: the noise band of that cell):
+
+    flock /tmp/cakes_heavy.lock python benchmarks/model_speed.py --i3d --size 112 --batch 1 \
+        --threads 2 [--layout CAKES123D_P] [--repeats 20] [--budget-s 120] [--parent-copy]
+
+**The zoo models against their parents** (docs/speed.md): the zoo families with the parent copy,
+written where the speed page's tables read them:
+
+    python benchmarks/model_speed.py --only zoo-video --only zoo-volume --parent-copy \
+        --threads 2 --out benchmarks/results/zoo_parity_<isa>_2thread.json
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -46,7 +68,9 @@ from cakes_lite.models import resnet3d_tiny, unet3d_tiny  # noqa: E402
 from cakes_lite.speed import latency_samples  # noqa: E402
 
 from _export_cases import exported_forms  # noqa: E402
+from _i3d_speed import check_cells, run_cells  # noqa: E402
 from _record import finish, machine_info  # noqa: E402
+from cakes_lite.official import official_layouts  # noqa: E402
 
 
 def _zoo(names):
@@ -71,7 +95,7 @@ FAMILIES = {
 }
 
 
-def _cases(family: str, batch: int, device: str, export: bool):
+def _cases(family: str, batch: int, device: str, export: bool, parent_copy: bool):
     """name -> (module, input, MACs, model name, form) for one family at one batch size."""
     build, parent, chw = FAMILIES[family]
     torch.manual_seed(0)
@@ -85,6 +109,11 @@ def _cases(family: str, batch: int, device: str, export: bool):
             forms.update(exported_forms(model, x))
         for form, m in forms.items():
             cases[f"{name} | {form}"] = (m, x, macs, name, form)
+        if parent_copy and name == parent:
+            for form in ("eager", "infer"):
+                cases[f"{name} copy | {form}"] = (
+                    copy.deepcopy(model) if form == "eager" else for_inference(model), x, macs,
+                    f"{name} copy", form)
     return cases, parent
 
 
@@ -124,7 +153,20 @@ def main(argv=None) -> int:
     parser.add_argument("--export", action="store_true", help="also torch.export and ONNX")
     parser.add_argument("--out", help="JSON results (default: benchmarks/results/"
                         "model_speed_<threads>thread.json)")
+    parser.add_argument("--parent-copy", action="store_true",
+                        help="also time a second copy of each parent (the noise band)")
+    i3d = parser.add_argument_group("the paper's network (--i3d)")
+    i3d.add_argument("--i3d", action="store_true", help="resnet50_i3d cells, resumable")
+    i3d.add_argument("--size", type=int, action="append", help="frame side (default 112)")
+    i3d.add_argument("--layout", action="append", help="official layout (default: all six)")
+    i3d.add_argument("--budget-s", type=float, default=120.0,
+                     help="timing seconds per cell: rounds = budget / round time, 3 to --repeats")
+    i3d.add_argument("--tune-budget-s", type=float, default=20.0,
+                     help="tune_plans(budget_s=) for the CAKES network")
+    i3d.add_argument("--force", action="store_true", help="measure cells already in the file")
     args = parser.parse_args(argv)
+    if args.i3d:
+        return _i3d(args)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available on this machine")
     if args.threads:
@@ -140,7 +182,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     for family in args.only or list(FAMILIES):
         for batch in args.batch or [1, 8]:
-            cases, parent = _cases(family, batch, args.device, args.export)
+            cases, parent = _cases(family, batch, args.device, args.export, args.parent_copy)
             samples = latency_samples({k: (c[0], c[1]) for k, c in cases.items()},
                                       args.repeats, args.warmup, clock=args.clock)
             medians = {k: statistics.median(v) for k, v in samples.items()}
@@ -157,6 +199,29 @@ def main(argv=None) -> int:
     finish(result, t_start, args.out)
     print(f"\n{result['seconds']:.0f} s; load {result['load_before']} -> {result['load_after']}; "
           f"{result['threads']} threads, ISA {result['isa']}; results -> {args.out}")
+    return 0
+
+
+def _i3d(args) -> int:
+    """The resnet50_i3d grid, cell by cell (module docstring); bad values exit 2, one line."""
+    sizes, batches = args.size or [112], args.batch or [1]
+    layouts = args.layout or list(official_layouts())
+    try:
+        check_cells(sizes, batches, layouts)
+        if args.repeats < 3 or args.budget_s <= 0 or args.tune_budget_s < 0:
+            raise ValueError(f"--repeats/--budget-s/--tune-budget-s: expected >= 3, > 0 and "
+                             f">= 0, got {args.repeats}, {args.budget_s}, {args.tune_budget_s}")
+        if args.device != "cpu":
+            raise ValueError(f"--device: --i3d measures the CPU only, got {args.device!r}")
+    except ValueError as err:
+        print(f"model_speed.py: {err}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = run_cells(ROOT, sizes, batches, layouts, args.repeats, args.budget_s,
+                    args.tune_budget_s, args.force, echo=lambda line: print(line, flush=True),
+                    parent_copy=args.parent_copy, out=args.out)
+    print(f"results -> {out}")
     return 0
 
 

@@ -69,8 +69,12 @@ class CAKESConv3d(nn.Module):
 
     Attributes:
         last_plan: the plan the last forward ran (``"direct"`` for the direct impls), or None.
-        allow_dense: let autotuning pick the ``"dense"`` plan (the parent k×k×k conv's MACs in
-            one call) where it measures faster; default False (the layer does only its own MACs).
+        allow_dense: let autotuning pick the ``"dense"`` plan (the parent k×k×k conv in one
+            call: the same function, the parent's MACs) where it measures faster. None (default):
+            allowed in eval mode, so an inference call is never slower than the parent conv
+            measured alone; False: the layer runs only its own MACs (what
+            ``benchmarks/layer_speed.py`` measures); True: also in train mode under no_grad.
+            Calls that record gradients run the static plan anyway (cakes_lite/fast/autotune.py).
 
     Shapes:
         input (N, C_in, D, H, W) -> output (N, sum(split.values()), D', H', W') with
@@ -107,7 +111,7 @@ class CAKESConv3d(nn.Module):
         self.impl = impl
         self.plan = plan
         self.last_plan: str | None = None
-        self.allow_dense = False
+        self.allow_dense: bool | None = None
         self._prepared: dict[str, tuple[tuple, plans.Prepared]] = {}  # inference cache
         self._fast: tuple | None = None  # (input signature, weight stamp, plan) of the last call
         self.reset_parameters()
@@ -166,7 +170,8 @@ class CAKESConv3d(nn.Module):
             self.last_plan = "direct"
             return plans.forward(x, weights, self.bias, self.stride, self._impl)
         # groups share big conv calls (see cakes_lite/fast/plans.py)
-        plan = self._plan or autotune.choose(x, weights, self.bias, self.stride, self.allow_dense)
+        plan = self._plan or autotune.choose(x, weights, self.bias, self.stride,
+                                             self.dense_allowed())
         self.last_plan = plan
         prep = self._prepare(weights, plan)
         self._fast = None
@@ -174,10 +179,14 @@ class CAKESConv3d(nn.Module):
             self._fast = (self._signature(x), self._stamp(), prep)
         return plans.run(x, prep, self.stride)
 
+    def dense_allowed(self) -> bool:
+        """Whether the ``"dense"`` plan may compete: ``allow_dense``, or eval mode if None."""
+        return (not self.training) if self.allow_dense is None else bool(self.allow_dense)
+
     def _signature(self, x: torch.Tensor) -> tuple:
         """What the plan choice depends on besides the weights."""
         return (x.shape, x.stride(), x.dtype, x.device, torch.get_num_threads(), self._impl,
-                self._plan, self.allow_dense, autotune.generation())
+                self._plan, self.dense_allowed(), autotune.generation())
 
     def _stamp(self) -> tuple:
         """Changes whenever a weight does (in-place version counter, storage, dtype, device)."""

@@ -28,6 +28,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from app_server import ROOT, running_app  # noqa: E402
 
+from cakes_lite.official import official_layouts, resnet50_macs  # noqa: E402
+
 ZOO = Path(os.environ.get("CAKES_LITE_ZOO", ROOT / "app" / "zoo"))  # as the app reads it
 EXAMPLES = ROOT / "app" / "examples"
 BUDGET_MB = 500  # app/state.py MEMORY_BUDGET_MB: peak of one request above the idle app
@@ -187,6 +189,24 @@ def test_speed_tab_shows_batch_threads_and_a_reading(app):
         assert named in note and ("model_speed.py" in note or "CAKES is faster" in note)
     with pytest.raises(Exception, match="'compiled'.*not in the list of choices"):
         app.predict(meta["name"], 2, 1, 2, "compiled", api_name="/speed")  # gradio refuses it
+
+
+def test_speed_tab_times_the_papers_network_and_tunes_it_once(app):
+    """ResNet-50 I3D (random weights) at the smallest clip: the 3D row, the layout's row with
+    its MACs ratio, a reading; the second click reuses the tuned copy; too big an input is
+    refused in words before anything is built."""
+    macs = resnet50_macs(official_layouts()["CAKES12D_C"], 8, 32)
+    for tuned in ("tuned in the network just now", "tuned earlier"):
+        table, fig, note = app.predict("CAKES12D_C", 32, 1, 1, 1, api_name="/speed_i3d")
+        (full, cakes) = rows(table)
+        assert full[0] == "ResNet-50 I3D, full 3D" and full[2] == 1.0 and cakes[1] > 0
+        assert "CAKES12D_C" in cakes[0] and cakes[4] == pytest.approx(
+            macs["network"]["macs"] / macs["network"]["macs_3d"], abs=1e-3)
+        assert tuned in note and "8 frames of 32²" in note and "random weights" in note.lower()
+        assert [b["x"] for b in plotly_json(fig)["data"]] == [["full 3D", "CAKES^C 1,2D"]]
+    table, fig, note = app.predict("CAKES123D_P", 160, 2, 1, 1, api_name="/speed_i3d")
+    assert rows(table) == [] and fig is None
+    assert "at most 35 GMACs per call" in note and "got batch 2 × 8×160² = 63.6 GMACs" in note
 
 
 # -- hostile and broken uploads ---------------------------------------------------------------

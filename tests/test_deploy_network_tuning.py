@@ -64,3 +64,123 @@ def test_tune_plans_reports_each_layer_under_its_own_name(monkeypatch):
     chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2)
     assert chosen == want
     assert {n: m.plan for n, m in layers.items()} == want
+
+
+class Costs:
+    """A made-up machine for the in-place method: a virtual clock that each CAKES layer
+    advances by ``cost[name][plan]`` when it runs (its segment), and a whole-network time
+    (the guard's) of the segments plus ``penalty[name][plan]``, an effect outside the
+    segment that only whole forwards see."""
+
+    def __init__(self, model, cost, penalty=None):
+        self.now, self.cost, self.penalty = [0.0], cost, penalty or {}
+        self.layers = {n: m for n, m in model.named_modules() if isinstance(m, CAKESConv3d)}
+        for name, layer in self.layers.items():
+            layer.register_forward_hook(
+                lambda mod, args, out, name=name: self._tick(self.cost[name][mod.plan]))
+
+    def _tick(self, seconds):
+        self.now[0] += seconds
+
+    def clock(self):
+        return self.now[0]
+
+    def network(self):
+        return sum(self.cost[n][m.last_plan] + self.penalty.get(n, {}).get(m.last_plan, 0.0)
+                   for n, m in self.layers.items())
+
+
+def _costs(model, want, slower=None):
+    """Per layer: 1 ms for its wanted plan, 2 ms for the fallback, 3 ms for the others."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, CAKESConv3d):
+            plans = network_tuning.autotune.candidates(
+                [w.detach() for w in m.weights.values()], m.stride, m.dense_allowed())
+            out[name] = {p: 1.0 if p == want(name, plans) else 2.0 if p == "dense" else 3.0
+                         for p in plans}
+    return out
+
+
+def _in_place_machine(monkeypatch, model, cost, penalty=None):
+    machine = Costs(model, cost, penalty)
+    monkeypatch.setattr(network_tuning, "CLOCKS", {"wall": machine.clock,
+                                                   "thread": machine.clock})
+    def samples(steps, repeats=20, warmup=2, clock="wall", device=None, progress=None):
+        out = {name: [] for name in steps}  # every round run, as the real timer does
+        for r in range(warmup + repeats):
+            for name, step in steps.items():
+                step()
+                if r >= warmup:
+                    out[name].append(machine.network())
+        return out
+
+    monkeypatch.setattr(network_tuning, "interleaved_samples", samples)
+    return machine
+
+
+def test_in_place_shares_identical_layers_and_keeps_segment_winners(monkeypatch):
+    """resnet3d_tiny's layer1.0.conv1 and conv2 run identical calls: one class, tuned once
+    (samples pooled), one plan; every other layer gets the plan its segment measured fastest."""
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    x = torch.randn(1, 3, 4, 16, 16)
+    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
+    _in_place_machine(monkeypatch, model, cost)
+    report = []
+    chosen = network_tuning.tune_plans(model, x, repeats=2, method="in_place", report=report)
+    shared = [cls for cls in report if len(cls.names) > 1]
+    assert [cls.names for cls in shared] == [["model.layer1.0.conv1", "model.layer1.0.conv2"]]
+    rounds = 2 * 2  # in place: twice the repeats
+    assert all(len(t) >= 2 * rounds for t in shared[0].times.values())  # two layers' samples
+    assert len(report) == len(chosen) - 1
+    assert chosen == {n: "fold" for n in cost}
+
+
+def test_in_place_rejects_a_segment_winner_that_slows_the_network(monkeypatch):
+    """The in-place winner of one layer costs the whole network more than it saves in its
+    segment (an effect after the next CAKES layer starts): the guard notices and that layer
+    falls back to dense, the others keep their winners."""
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
+    victim = "model.layer2.0.conv2"
+    _in_place_machine(monkeypatch, model, cost, {victim: {"fold": 50.0}})
+    # margin 0: a layer's 1 ms gain is under 2 % of this made-up network's whole forward
+    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
+                                       method="in_place", margin=0.0)
+    assert chosen[victim] == "dense"
+    assert all(p == "fold" for n, p in chosen.items() if n != victim)
+
+
+def test_a_plan_must_beat_the_fallback_by_the_margin(monkeypatch):
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    cost = _costs(model, lambda name, plans: "fold")
+    for plans in cost.values():
+        plans["fold"] = 0.99 * plans["dense"]  # 1 % faster than dense, everywhere
+    _in_place_machine(monkeypatch, model, cost)
+    x = torch.randn(1, 3, 4, 16, 16)
+    for method in ("in_place", "network"):
+        assert set(network_tuning.tune_plans(model, x, 2, method).values()) == {"dense"}
+        assert set(network_tuning.tune_plans(model, x, 2, method, margin=0.0).values()) == {
+            "fold"}
+
+
+@pytest.mark.parametrize("seconds,method", [(1e-4, "network"), (10.0, "in_place")])
+def test_auto_times_whole_forwards_only_within_the_budget(monkeypatch, seconds, method):
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    _in_place_machine(monkeypatch, model, _costs(model, lambda name, plans: "fold"))
+    monkeypatch.setattr(network_tuning, "_forward_seconds", lambda model, x: seconds)
+    report = []
+    network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), 2, report=report)
+    # "network" tunes every layer on its own; "in_place" shares the identical pair
+    assert len(report) == (6 if method == "network" else 5)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"method": "fastest"}, "method: expected one of"),
+    ({"margin": 1.0}, r"margin: expected a fraction in \[0, 1\), got 1.0"),
+    ({"budget_s": -1}, "budget_s: expected seconds >= 0, got -1"),
+])
+def test_tune_plans_refuses_bad_arguments(kwargs, message):
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    with pytest.raises(ValueError, match=message):
+        network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), **kwargs)

@@ -22,9 +22,10 @@ def test_autotune_measures_once_caches_and_can_be_switched_off(fresh_autotune, m
     with torch.no_grad():
         y1 = layer(x)
         y2 = layer(x)
-    # every distinct candidate timed once ("dense" only when allowed); "mixed" may equal "fold"
-    assert len(timed) == 1 and {"fold", "conv3d", "direct"} <= set(timed[0]) <= {
-        "fold", "mixed", "conv3d", "direct"}
+    # every distinct candidate timed once ("dense" too: the layer is in eval mode); "mixed"
+    # may equal "fold"
+    assert len(timed) == 1 and {"fold", "conv3d", "direct", "dense"} <= set(timed[0]) <= {
+        "fold", "mixed", "conv3d", "direct", "dense"}
     assert layer.last_plan in timed[0]
     assert list(autotune.cached_plans().values()) == [layer.last_plan]
     torch.testing.assert_close(y1, dense_reference(layer, x), rtol=1e-5, atol=1e-5)
@@ -44,6 +45,25 @@ def test_autotune_measures_once_caches_and_can_be_switched_off(fresh_autotune, m
         autotune.set_autotune("yes")
 
 
+@pytest.mark.parametrize("train,allow,dense", [
+    (False, None, True),   # eval mode: the parent conv competes (same function, one call)
+    (True, None, False),   # train mode (a fresh layer, a training step): only its own MACs
+    (False, False, False),  # asked not to (what the layer benchmark measures)
+    (True, True, True),    # asked to, even in train mode (under no_grad)
+])
+def test_dense_competes_in_eval_mode_unless_switched_off(fresh_autotune, monkeypatch, train,
+                                                         allow, dense):
+    layer = cl.CAKESConv3d(6, {"kxkxk": 3, "1xkxk": 3, "kx1x1": 2}).train(train)
+    layer.allow_dense = allow
+    timed = []
+    monkeypatch.setattr(autotune, "measure", lambda *a, **k: timed.append(a[4]) or {
+        p: float(i) for i, p in enumerate(a[4])})
+    with torch.no_grad():
+        y = layer(torch.randn(1, 6, 4, 5, 5))
+    assert len(timed) == 1 and ("dense" in timed[0]) == dense
+    assert layer.dense_allowed() == dense and y.shape == (1, 8, 4, 5, 5)
+
+
 def test_autotune_times_nothing_under_flop_counter(fresh_autotune):
     layer = cl.CAKESConv3d(4, {"kxkxk": 2, "1xkxk": 2})
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -56,7 +76,8 @@ def test_autotune_keeps_the_plan_with_the_fastest_round(fresh_autotune, one_thre
     """A fake timer decides: the chosen plan is the one with the fastest single round (the
     minimum: interference only adds time), not the slowest, not the best median."""
     layer = cl.CAKESConv3d(6, {"kxkxk": 3, "1xkxk": 3, "kx1x1": 2}).eval()
-    plans = autotune.candidates(list(layer.weights.values()), layer.stride)
+    plans = autotune.candidates(list(layer.weights.values()), layer.stride,
+                                layer.dense_allowed())
     assert len(plans) >= 3
     rounds = {p: [10.0 + i] * 3 for i, p in enumerate(plans)}  # ms per round, made up
     rounds[plans[-1]] = [50.0, 1.0, 50.0]  # the fastest round, the worst median

@@ -220,7 +220,8 @@ def _wrap_convs(module: nn.Module) -> None:
 
 
 def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = True,
-                  allow_dense: bool = True, example: torch.Tensor | None = None) -> nn.Module:
+                  allow_dense: bool = True, example: torch.Tensor | None = None,
+                  tuning: dict | None = None) -> nn.Module:
     """An eval-mode copy of ``model`` tuned for inference (see the module docstring).
 
     Args:
@@ -233,8 +234,11 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
             ``"dense"`` then. False: every layer does only its own MACs.
         example: an input of the shape you will serve: each CAKESConv3d's plan is then chosen
             by timing the whole network (:func:`cakes_lite.deploy.network_tuning.tune_plans`;
-            a plan that wins alone can lose inside the network) and pinned. Costs
-            ~layers × plans × 6 forwards once. None: plans measured per layer on first use.
+            a plan that wins alone can lose inside the network) and pinned: whole forwards
+            per layer where that is cheap, else every layer timed in place at once (a
+            ResNet-50 I3D in seconds). None: plans measured per layer on first use.
+        tuning: keyword arguments for :func:`cakes_lite.deploy.network_tuning.tune_plans`
+            (``method``, ``repeats``, ``margin``, ``budget_s``, ``report``).
 
     Returns:
         A new module; call it under ``torch.inference_mode()`` (or ``no_grad``) for best speed.
@@ -254,7 +258,7 @@ def for_inference(model: nn.Module, fold_bn: bool = True, channels_last: bool = 
         out = ChannelsLast3d(out.to(memory_format=torch.channels_last_3d))
     out = out.eval()
     if example is not None and any(isinstance(m, CAKESConv3d) for m in out.modules()):
-        tune_plans(out, example)
+        tune_plans(out, example, **(tuning or {}))
         _replace_dense(out)
     return out
 

@@ -15,10 +15,14 @@ chosen by timing can differ between processes, and with it the float rounding). 
 training plans too with ``set_autotune(True, training=True)`` (or ``CAKES_LITE_AUTOTUNE=all``):
 faster steps, run-to-run rounding then depends on timing. Switch measuring off entirely with
 ``set_autotune(False)`` or ``CAKES_LITE_AUTOTUNE=0``: every layer then runs ``"mixed"``.
-The ``"dense"`` plan (the parent k×k×k conv's MACs, one call) is a candidate only with
-``set_autotune(True, dense=True)`` or for layers with ``allow_dense = True`` (what
-:func:`cakes_lite.deploy.inference.for_inference` sets on its copy): it can win for tiny layers,
-where per-call overheads dominate, but does MACs the layer does not have. Nothing is timed under
+The ``"dense"`` plan (the parent k×k×k conv with the sub-kernels embedded in it: the same
+function in one call, at the parent's MACs) is a candidate for layers in eval mode (a
+CAKESConv3d's ``allow_dense`` left at None), for layers with ``allow_dense = True`` (what
+:func:`cakes_lite.deploy.inference.for_inference` sets on its copy) and everywhere with
+``set_autotune(True, dense=True)``: it wins where per-call overheads or oneDNN's channel blocks
+eat the saved MACs (narrow layers, small inputs), so an eval-mode layer is never slower than its
+parent conv measured alone. A layer in train mode (a fresh one, a training step) or with
+``allow_dense = False`` does only its own MACs. Nothing is timed under
 tracing, ``torch.compile``/``torch.export``, or a dispatch mode such as FlopCounterMode: a cached
 plan is used if there is one, else ``"mixed"``.
 """
