@@ -27,9 +27,11 @@ LIBRARY_TESTS := -m "not slow and not browser and not gpu" --ignore-glob="tests/
 test-isa: $(STAMP)
 	$(ISA_ENV) $(PY) -m pytest -q $(LIBRARY_TESTS)
 
-## make lab: open the walkthrough notebooks in JupyterLab
+## make lab: open the walkthrough notebooks in JupyterLab. As root (containers, Binder-like
+## setups) JupyterLab refuses to start without --allow-root, so it is added then, and only then.
+LAB_ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ALLOW_ROOT)
 
 ## make demo: serve the Gradio app on http://127.0.0.1:7860
 demo: $(STAMP)

@@ -28,15 +28,15 @@ one): ``benchmarks/results/compare.json`` (committed), ``compare.html`` (plot, n
 
     python benchmarks/compare.py            # full run: 10 seeds, both tasks
     python benchmarks/compare.py --quick    # CI smoke run: one step per variant, 1 seed
-    # the full run as parallel single-thread processes (what made compare.json: video seeds
-    # 0, 1, 2, 3, 4, 5-6, 7-8, 9 and volume seeds 0-2, 3-4, 5-7, 8-9), then merged:
-    python benchmarks/compare.py --tasks video --seeds 0 --threads 1 --out /tmp/v0.json  # …
+    # the full run as parallel single-thread processes (what made compare.json's video rows:
+    # seeds 0-2, 3-5, 6-7, 8-9, two processes at a time), then merged:
+    python benchmarks/compare.py --tasks video --seeds 0 1 2 --threads 1 --out /tmp/v0.json  # …
     python benchmarks/compare.py --merge /tmp/v*.json … --out benchmarks/results/compare.json
-    # CAKES^C with a 10× weaker L1 (compare_cost_sparsity_1e-3.json, not the default):
+    # CAKES^C with a 10× weaker L1 (a probe, not the default):
     python benchmarks/compare.py --variants cakes-C --seeds 0 1 2 3 4 --cost-sparsity 1e-3 …
 
-Cost: the full run (10 seeds) is about 36 CPU-minutes of process time (1 thread per process);
-run as 12 processes in two batches it took 33 + 16 min wall on a busy 2-core machine.
+Cost: the video task (10 seeds, cakes-C@P included) is about 107 CPU-minutes of process time
+(1 thread per process), the volume task about 13; see docs/results.md for the wall times.
 Each record keeps ``train_cpu_seconds`` (and ``search_cpu_seconds``) for that reason.
 
 Why the budget reference is P3D and not R(2+1)D: R(2+1)D chooses its middle width so that it

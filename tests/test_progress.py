@@ -63,3 +63,59 @@ def test_quick_text_bar_prints_no_stuck_zero_percent_line(monkeypatch):
     for _ in progress.progress_bar(range(3), desc="networks", file=out):
         pass
     assert out.getvalue() == ""
+
+
+class _Handle:
+    """Stands in for IPython's DisplayHandle: records what the output was replaced by."""
+
+    def __init__(self, obj, display_id):
+        self.obj, self.display_id, self.updates = obj, display_id, []
+
+    def update(self, data, raw=False):
+        self.updates.append((data, raw))
+
+
+@pytest.fixture
+def jupyter_widgets(monkeypatch):
+    """progress_bar as inside a Jupyter kernel: tqdm.auto is the widget bar; displays recorded."""
+    ipython_display = pytest.importorskip("IPython.display")
+    pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    shown = []
+
+    def display(obj, display_id=None):
+        shown.append(_Handle(obj, display_id))
+        return shown[-1]
+
+    monkeypatch.setattr(ipython_display, "display", display)
+    monkeypatch.setattr(progress, "auto_tqdm", notebook_tqdm)
+    monkeypatch.delenv("CAKES_WIDGETS", raising=False)
+    return shown
+
+
+@pytest.mark.parametrize("leave, stop_at, expected", [
+    (True, None, "3/3"),      # finished, kept: its final line
+    (False, None, ""),        # finished, not kept: nothing
+    (False, 1, "1/3"),        # stopped early (an error): the line where it stopped, kept
+])
+def test_widget_bar_is_replaced_by_text_when_it_closes(jupyter_widgets, leave, stop_at, expected):
+    """A saved notebook must hold text where the bar was, and no widget model stays open (else
+    JupyterLab shows "Error displaying widget: model not found" after reopening)."""
+    bar = progress.progress_bar(total=3, desc="search", leave=leave)
+    (handle,) = jupyter_widgets
+    assert handle.obj is bar.container and handle.display_id is True
+    assert handle.updates == []                     # the live widget, while it runs
+    bar.update(3 if stop_at is None else stop_at)
+    bar.close()
+    ((data, raw),) = handle.updates
+    assert raw and list(data) == ["text/plain"]
+    text = data["text/plain"]
+    assert (text == "") if expected == "" else (expected in text and "search" in text)
+    assert all(w.comm is None for w in (bar.container, *bar.container.children))  # closed
+
+
+def test_widget_bar_wraps_an_iterable_and_closes_itself(jupyter_widgets):
+    assert list(progress.progress_bar(range(4), desc="epoch 1", leave=True)) == [0, 1, 2, 3]
+    ((data, _),) = jupyter_widgets[0].updates
+    assert "epoch 1" in data["text/plain"] and "4/4" in data["text/plain"]

@@ -59,6 +59,36 @@ def test_kernel_cubes_draws_each_group_with_its_voxels(split, max_channels, draw
     assert total <= max(max_channels, len(meshes))
 
 
+def _screen_axes(camera) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors of the picture's right and up directions for a plotly scene camera."""
+    eye = np.array([camera.eye.x, camera.eye.y, camera.eye.z], float)
+    view = -eye / np.linalg.norm(eye)
+    right = np.cross(view, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    return right, np.cross(right, view)
+
+
+def test_kernel_cubes_do_not_overlap_on_screen() -> None:
+    """Orthographic view (nothing grows past the frame), and the drawn cubes of neighbouring
+    channels stay apart in the picture: same row apart left-right, same column apart up-down."""
+    per_row = 8
+    fig = kernel_cubes({"kxkxk": 10, "1xkxk": 7, "kx1x1": 7}, per_row=per_row)
+    camera = fig.layout.scene.camera
+    assert camera.projection.type == "orthographic"
+    right, up = _screen_axes(camera)
+    wire = next(t for t in fig.data if isinstance(t, go.Scatter3d))
+    pts = np.array([p for p in zip(wire.x, wire.y, wire.z) if None not in p], float)
+    corners = pts.reshape(-1, 24, 3)  # 12 edges x 2 ends per channel's cube
+    assert len(corners) == 24
+    for axis, step in ((right, 1), (up, per_row)):  # neighbours along a row / a column
+        extent = [(c @ axis).min() for c in corners], [(c @ axis).max() for c in corners]
+        for i in range(len(corners) - step):
+            if step == 1 and (i + 1) % per_row == 0:
+                continue  # the last of a row and the first of the next are not neighbours
+            a, b = (extent[0][i], extent[1][i]), (extent[0][i + step], extent[1][i + step])
+            assert a[1] < b[0] or b[1] < a[0], f"cubes {i} and {i + step} overlap on screen"
+
+
 def test_kernel_figures_reject_bad_splits() -> None:
     with pytest.raises(ValueError, match="unknown sub-kernel"):
         kernel_cubes({"3x3x3": 4})
@@ -154,6 +184,27 @@ def test_pareto_front_keeps_only_non_dominated_points() -> None:
     assert any(t.name == "Pareto front" for t in fig.data)
     with pytest.raises(ValueError, match="lacks"):
         pareto([dict(name="x", macs=1)])
+
+
+def test_pareto_names_points_in_the_legend_and_keeps_them_inside_the_axes() -> None:
+    """Legend instead of text labels, one symbol per variant, coinciding points concentric
+    (the later one smaller), error bars and axes padded around every marker and bar."""
+    pts = [dict(name="3D", params=60_000, score=0.55, error=0.02),
+           dict(name="2D", params=23_000, score=0.512),
+           dict(name="volume-2d", params=23_000, score=0.511),   # on top of 2D
+           dict(name="searched", params=30_000, score=0.53)]
+    fig = pareto(pts, x="params", x_scale=1e-3)
+    markers = [t for t in fig.data if t.name != "Pareto front"]
+    assert [t.name for t in markers] == ["3D", "2D", "volume-2d", "searched"]
+    assert all("text" not in t.mode for t in markers)
+    assert len({t.marker.symbol for t in markers}) == len(markers)
+    assert markers[2].marker.size[0] < markers[1].marker.size[0]   # concentric, both visible
+    assert markers[3].marker.size[0] == markers[1].marker.size[0]  # far apart: full size
+    assert list(markers[0].error_y.array) == [0.02] and not markers[1].error_y.visible
+    x_lo, x_hi = fig.layout.xaxis.range
+    y_lo, y_hi = fig.layout.yaxis.range
+    assert x_lo < 23 and x_hi > 60
+    assert y_lo < 0.511 and y_hi > 0.55 + 0.02
 
 
 def test_predict_returns_targets_and_argmax_and_restores_mode() -> None:

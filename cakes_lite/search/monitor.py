@@ -106,7 +106,7 @@ def verdict(accuracy: float | None, majority: float | None,
             advice.append("its |γ| rank candidates of a network that has not learnt the task")
     if top < BARELY_MOVED:
         problems.append(f"|γ| barely moved (at most {top:.1%} of its start in any layer, "
-                        f"below {BARELY_MOVED:.0%})")
+                        f"below {BARELY_MOVED:.1%})")
         advice.append("the layout is close to the tie-break (even split)")
     if not problems:
         return None

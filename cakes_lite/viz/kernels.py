@@ -80,7 +80,9 @@ def kernel_cubes(
         raise ValueError(f"max_channels/per_row: expected >= 1, got {max_channels}/{per_row}")
     total = sum(split.values())
     shown = _sample_counts(split, max_channels)
-    k, gap = kernel_size, 1.2
+    # gap between cubes, in voxels: wide enough that neighbours stay apart in the picture
+    # (orthographic view from the camera below; tests/test_viz_notebook.py checks it)
+    k, gap = kernel_size, 1.6
     fig = go.Figure()
     index, wire = 0, ([], [], [])
     for name, count in shown.items():
@@ -88,7 +90,8 @@ def kernel_cubes(
         origins = []
         for _ in range(count):
             row, col = divmod(index, per_row)
-            base = np.array([col * (k + gap), 0.0, -row * (k + gap)])
+            # rows further apart than columns: seen from above, a cube also shows its top face
+            base = np.array([col * (k + gap), 0.0, -row * (k + 2 * gap)])
             # voxel (t, h, w) drawn at x = w, y = t (depth, "time"), z = -h (image rows downward)
             for t, h, w in zip(*np.nonzero(mask)):
                 origins.append(base + [w, t, k - 1 - h])
@@ -113,7 +116,9 @@ def kernel_cubes(
         title=title, height=height, margin=dict(l=0, r=0, t=40, b=0),
         legend=dict(orientation="h", y=-0.02),
         scene=dict(aspectmode="data", xaxis_visible=False, yaxis_visible=False,
-                   zaxis_visible=False, camera=dict(eye=dict(x=0.6, y=-1.5, z=0.9))))
+                   zaxis_visible=False,
+                   camera=dict(eye=dict(x=0.5, y=-1.1, z=0.6),
+                               projection=dict(type="orthographic"))))
     return fig
 
 

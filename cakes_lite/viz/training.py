@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-__all__ = ["class_accuracy", "confusion_figure", "confusion_matrix", "curves", "pair_confusion",
-           "pareto", "pareto_front", "predict"]
+__all__ = ["PARETO_SYMBOLS", "class_accuracy", "confusion_figure", "confusion_matrix", "curves",
+           "pair_confusion", "pareto", "pareto_front", "predict"]
 
 
 @torch.no_grad()
@@ -127,19 +127,30 @@ def pareto_front(points: Sequence[Mapping[str, Any]], x: str = "macs",
     return front
 
 
+#: marker symbols cycled over a Pareto plot's traces, so points that coincide stay distinguishable
+PARETO_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down",
+                  "star", "pentagon", "hexagon")
+
+
 def pareto(points: Sequence[Mapping[str, Any]], *, x: str = "macs", y: str = "score",
            x_title: str = "MACs per sample (millions)", y_title: str = "accuracy",
            x_scale: float = 1e-6, title: str | None = None, height: int = 420) -> go.Figure:
     """Score vs cost scatter with the Pareto front (up-left is better).
 
+    Points are named in the legend, not by text beside the markers (labels of nearby points
+    overlap): each trace gets its own colour and open marker symbol, and a point that sits on top
+    of an earlier one is drawn smaller, so both outlines stay visible. Both axes are padded
+    around the data (error bars included), so no marker is cut at an edge.
+
     Args:
         points: dicts with ``"name"``, ``x`` (e.g. MACs) and ``y`` (e.g. top-1 or mean Dice),
-            optionally ``"group"`` (same colour) and ``"params"`` (shown on hover).
+            optionally ``"group"`` (one legend entry and symbol), ``"params"`` (on hover) and
+            ``"error"`` (a vertical error bar of that half-length, e.g. the std over seeds).
         x_scale: multiply ``x`` by this for display (default: MACs in millions).
 
     Returns:
-        A ``go.Figure``: one marker trace per group, labels next to the markers, and a dashed
-        step line through the non-dominated points.
+        A ``go.Figure``: one marker trace per group (named like the group, so callers can add
+        error bars by trace name), and a dashed step line through the non-dominated points.
     """
     if not points:
         raise ValueError("points: expected at least one {'name', x, y} dict, got none")
@@ -147,15 +158,22 @@ def pareto(points: Sequence[Mapping[str, Any]], *, x: str = "macs", y: str = "sc
         missing = [k for k in ("name", x, y) if k not in p]
         if missing:
             raise ValueError(f"points: entry {dict(p)!r} lacks {missing}")
+    xs = np.array([float(p[x]) * x_scale for p in points])
+    ys = np.array([float(p[y]) for p in points])
+    errors = np.array([float(p.get("error", 0.0)) for p in points])
+    x_range, y_range = _padded(xs), _padded(np.concatenate([ys - errors, ys + errors]))
+    sizes = _stacked_sizes(xs, ys, x_range, y_range)
     fig = go.Figure()
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for p in points:
-        groups.setdefault(str(p.get("group", p["name"])), []).append(p)
-    for g, ps in groups.items():
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(points):
+        groups.setdefault(str(p.get("group", p["name"])), []).append(i)
+    for n, (g, idx) in enumerate(groups.items()):
         fig.add_trace(go.Scatter(
-            x=[p[x] * x_scale for p in ps], y=[p[y] for p in ps], mode="markers+text", name=g,
-            text=[p["name"] for p in ps], textposition="top center", marker=dict(size=11),
-            customdata=[[p.get("params", float("nan"))] for p in ps],
+            x=xs[idx], y=ys[idx], mode="markers", name=g, text=[points[i]["name"] for i in idx],
+            marker=dict(size=[sizes[i] for i in idx], line=dict(width=2.5),
+                        symbol=PARETO_SYMBOLS[n % len(PARETO_SYMBOLS)] + "-open"),
+            error_y=dict(type="data", array=errors[idx], visible=bool(errors[idx].any())),
+            customdata=[[points[i].get("params", float("nan"))] for i in idx],
             hovertemplate="%{text}<br>%{x:.2f} " + x_title + "<br>" + y_title
                           + " %{y:.3f}<br>params %{customdata[0]:,}<extra></extra>"))
     front = [points[i] for i in pareto_front(points, x, y)]
@@ -163,9 +181,31 @@ def pareto(points: Sequence[Mapping[str, Any]], *, x: str = "macs", y: str = "sc
         fig.add_trace(go.Scatter(x=[p[x] * x_scale for p in front], y=[p[y] for p in front],
                                  mode="lines", line=dict(dash="dash", color="grey", shape="hv"),
                                  name="Pareto front", hoverinfo="skip"))
-    fig.update_layout(title=title, height=height, xaxis_title=x_title, yaxis_title=y_title,
+    fig.update_layout(title=title, height=height, xaxis=dict(title=x_title, range=x_range),
+                      yaxis=dict(title=y_title, range=y_range), legend=dict(itemsizing="constant"),
                       margin=dict(l=60, r=20, t=50 if title else 20, b=50))
     return fig
+
+
+def _padded(values: np.ndarray, share: float = 0.08) -> list[float]:
+    """Axis range around ``values`` with ``share`` of their span (or of their size) each side."""
+    lo, hi = float(values.min()), float(values.max())
+    pad = share * ((hi - lo) or abs(hi) or 1.0)
+    return [lo - pad, hi + pad]
+
+
+def _stacked_sizes(xs: np.ndarray, ys: np.ndarray, x_range: list[float],
+                   y_range: list[float], size: float = 16.0, step: float = 4.0) -> list[float]:
+    """Marker sizes: a point within 2 % of the axes of k earlier points is ``k * step`` smaller,
+    so (open) symbols of points that coincide show as concentric outlines."""
+    # positions as shares of the axis ranges: (n,) each
+    u = (xs - x_range[0]) / (x_range[1] - x_range[0])
+    v = (ys - y_range[0]) / (y_range[1] - y_range[0])
+    out = []
+    for i in range(len(xs)):
+        below = int(np.sum(np.hypot(u[:i] - u[i], v[:i] - v[i]) < 0.02))
+        out.append(max(6.0, size - step * below))
+    return out
 
 
 def curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], key: str = "val_top1", *,
