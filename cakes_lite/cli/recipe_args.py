@@ -138,3 +138,18 @@ def resolve_subset(text: str | None, dataset: str, smoke: bool) -> Any:
     if smoke:
         return (4, 4) if dataset == "ssv1" else 3
     return None
+
+
+def check_plain_run(args: argparse.Namespace, recipe_only: tuple[str, ...]) -> None:
+    """A run without ``--recipe``: refuse the recipe-only options and insist on ``--data``.
+
+    Raises:
+        ValueError: one of ``recipe_only`` was given, or neither ``--data`` nor ``--recipe``.
+    """
+    for name in recipe_only:
+        if getattr(args, name) not in (None, False, []):
+            raise ValueError(f"--{name.replace('_', '-')}: needs --recipe NAME (the paper's "
+                             "recipes on real data; python -m cakes_lite recipes lists them)")
+    if not args.data:
+        raise ValueError("--data or --recipe: expected synthetic-video, mni152 or a recipe "
+                         "with --data-root, got neither")

@@ -24,7 +24,7 @@ import json
 import sys
 
 from .common import HelpFormatter, check_device, nonnegative_float, positive_float, positive_int
-from .recipe_args import add_recipe_arguments
+from .recipe_args import add_recipe_arguments, check_plain_run
 from .train import (MODEL_NAMES, add_data_arguments, data_config, fill_defaults, make_dataset,
                     model_for_data, num_classes, parse_model_args)
 
@@ -91,13 +91,7 @@ def main(args: argparse.Namespace) -> int:
         from .recipe_search import search as search_recipe
 
         return search_recipe(args)
-    for name in ("smoke", "data_root", "subset", "set", "sync_bn", "supernet"):
-        if getattr(args, name) not in (None, False, []):
-            raise ValueError(f"--{name.replace('_', '-')}: needs --recipe NAME (the paper's "
-                             "recipes on real data; python -m cakes_lite recipes lists them)")
-    if not args.data:
-        raise ValueError("--data or --recipe: expected synthetic-video, mni152 or a recipe "
-                         "with --data-root, got neither")
+    check_plain_run(args, ("smoke", "data_root", "subset", "set", "sync_bn", "supernet"))
     fill_defaults(args, DEFAULTS)
     cfg = data_config(args)
     video = cfg["name"] == "synthetic-video"

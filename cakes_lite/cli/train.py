@@ -31,7 +31,7 @@ from typing import Any
 
 from .common import (HelpFormatter, check_checkpoint, check_device, nonnegative_float,
                      nonnegative_int, parse_kwargs, positive_float, positive_int)
-from .recipe_args import add_recipe_arguments
+from .recipe_args import add_recipe_arguments, check_plain_run
 
 DATA = {"synthetic-video": "classification", "mni152": "segmentation"}
 DEFAULT_MODEL = {"synthetic-video": "resnet3d_tiny", "mni152": "unet3d_tiny"}
@@ -191,13 +191,7 @@ def main(args: argparse.Namespace) -> int:
         from .recipe_train import train as train_recipe
 
         return train_recipe(args)
-    for name in ("smoke", "pretrained2d", "data_root", "subset", "set", "sync_bn"):
-        if getattr(args, name) not in (None, False, []):
-            raise ValueError(f"--{name.replace('_', '-')}: needs --recipe NAME (the paper's "
-                             "recipes on real data; python -m cakes_lite recipes lists them)")
-    if not args.data:
-        raise ValueError("--data or --recipe: expected synthetic-video, mni152 or a recipe "
-                         "with --data-root, got neither")
+    check_plain_run(args, ("smoke", "pretrained2d", "data_root", "subset", "set", "sync_bn"))
     fill_defaults(args, DEFAULTS)
     info = init_distributed()
     cfg = data_config(args)
