@@ -170,8 +170,9 @@ def inflate(model: nn.Module, state_dict_2d: Any) -> nn.Module:
         model: a :class:`~cakes_lite.models.ResNetI3d` (any depth, builder or layout, shrunk
             or not) or a :class:`~cakes_lite.models.ResNet3d` of torchvision's widths.
         state_dict_2d: a torchvision ResNet state dict of the same depth (keys ``conv1.weight``,
-            ``layer1.0.conv2.weight``, ``fc.bias`` …), e.g. from ``torch.load(path,
-            weights_only=True)`` or ``safetensors.torch.load_file(path)``, or such a file's path.
+            ``layer1.0.conv2.weight``, ``fc.bias`` …), e.g. from
+            ``torch.load(path, weights_only=True)`` or ``safetensors.torch.load_file(path)``, or
+            such a file's path.
 
     Returns:
         ``model`` itself, its weights replaced (see the module docstring for the rule).
