@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -154,3 +155,12 @@ def report(error: BaseException) -> int:
         text = re.sub(r"^[\w.]+(Error|Exception): ", "", last)
     print(f"error: {one_line(text)}", file=sys.stderr)
     return 2
+
+
+def no_nan(v):
+    """NaN (a class absent from prediction and truth) -> null, so the output is valid JSON."""
+    if isinstance(v, dict):
+        return {k: no_nan(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [no_nan(x) for x in v]
+    return None if isinstance(v, float) and math.isnan(v) else v

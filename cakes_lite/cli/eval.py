@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
-from .common import HelpFormatter, check_device, load_checked, positive_int
+from .common import HelpFormatter, check_device, load_checked, no_nan, positive_int
 from .recipe_args import add_recipe_arguments
 from .train import DATA, add_data_arguments, data_config, make_dataset
 
@@ -40,15 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="human-readable lines or one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _no_nan(v):
-    """NaN (a class absent from prediction and truth) -> null, so the output is valid JSON."""
-    if isinstance(v, dict):
-        return {k: _no_nan(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_no_nan(x) for x in v]
-    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def main(args: argparse.Namespace) -> int:
@@ -85,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     out = {"checkpoint": str(args.checkpoint), "epoch": ck.epoch, "split": args.split,
            "data": cfg["name"], **metrics}
     if args.format == "json":
-        print(json.dumps(_no_nan(out)))
+        print(json.dumps(no_nan(out)))
     else:
         for k, v in out.items():
             if isinstance(v, list):

@@ -18,8 +18,7 @@ from ..train import (NonFiniteLossError, cleanup, evaluate_views, fit, init_dist
 from ..train.distributed import barrier
 from ..train.sync_bn import convert_sync_batchnorm
 from . import recipe_data as R
-from .common import load_checked
-from .eval import _no_nan
+from .common import load_checked, no_nan
 from .recipe_args import check_data_root, resolve_recipe, resolve_subset
 
 
@@ -133,7 +132,7 @@ def evaluate(args: argparse.Namespace, info: dict[str, Any]) -> int:
 
 def out_print(args: argparse.Namespace, out: dict[str, Any]) -> int:
     if args.format == "json":
-        print(json.dumps(_no_nan(out)))
+        print(json.dumps(no_nan(out)))
         return 0
     rows = [(f"{k} {name}", x) for k, v in out.items() if isinstance(v, dict)
             for name, x in v.items()]
