@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from cakes_lite import CAKESConv3d, profile
-from cakes_lite.deploy.inference import _Conv3d, _UpConv3d, fold_batchnorm, for_inference
+from cakes_lite.deploy import network_tuning
+from cakes_lite.deploy.inference import (_Conv3d, _replace_dense, _UpConv3d, fold_batchnorm,
+                                         for_inference)
 from cakes_lite.models import resnet3d_tiny, unet3d_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
@@ -116,6 +118,40 @@ def test_for_inference_with_example_pins_plans_in_the_network(factory, builder, 
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
     # profile still counts the wrapped convs of an inference copy (MACs of what runs)
     assert profile(for_inference(parent), x).macs == profile(parent, x).macs
+
+
+def test_a_cakes_network_tuned_to_dense_everywhere_is_its_parent_network(monkeypatch):
+    """Where every CAKES layer loses to its parent conv (timings faked so ``dense`` always
+    wins), the tuned copy is the tuned 3D parent, call for call: the same modules in the same
+    order, each conv with the parent's kernel shape, stride, padding and channels_last_3d
+    weights. So a tuned CAKES network can only be slower than its tuned parent by noise."""
+    def samples(steps, repeats=20, warmup=2, clock="wall", device=None, progress=None):
+        out = {}
+        for name, step in steps.items():
+            step()
+            ran = [m.last_plan for m in fast.modules() if isinstance(m, CAKESConv3d)]
+            out[name] = [1.0 + sum(p != "dense" for p in ran)] * repeats
+        return out
+
+    monkeypatch.setattr(network_tuning, "interleaved_samples", samples)
+    x = torch.randn(1, 3, 4, 16, 16)
+    torch.manual_seed(0)
+    model = _trained_bn(resnet3d_tiny(builder="cakes"))
+    fast = for_inference(model)  # the fake timer reads the plans this copy ran
+    network_tuning.tune_plans(fast, x)
+    _replace_dense(fast)
+    parent = for_inference(_trained_bn(resnet3d_tiny(builder="3d")))
+
+    def calls(net):
+        return [(type(m).__name__,) + ((tuple(m.conv.weight.shape), m.conv.stride,
+                                        m.conv.padding, m.conv.weight.is_contiguous(
+                                            memory_format=torch.channels_last_3d))
+                                       if isinstance(m, _Conv3d) else ())
+                for m in net.modules() if not list(m.children())]
+    assert not any(isinstance(m, CAKESConv3d) for m in fast.modules())
+    assert calls(fast) == calls(parent)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
 
 
 BIASED_CONVS = {

@@ -263,7 +263,7 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5,
     tuned = [cls for cls in classes if len(cls.plans) > 1]
     rounds, guard_rounds = 2 * repeats, repeats
     if tuned and (method != "network"):
-        seconds = _forward_seconds(model, example)
+        seconds = max(_forward_seconds(model, example), 1e-9)  # a coarse clock may read 0
         forwards = sum(len(c.layers) * len(c.plans) for c in tuned) * (repeats + 1)
         if method == "auto":
             method = "network" if forwards * seconds <= budget_s else "in_place"
