@@ -82,8 +82,8 @@ class Costs:
     def _tick(self, seconds):
         self.now[0] += seconds
 
-    def clock(self):
-        return self.now[0]
+    def clock(self):  # seconds, as the real clocks (the costs are in ms)
+        return self.now[0] / 1e3
 
     def network(self):
         return sum(self.cost[n][m.last_plan] + self.penalty.get(n, {}).get(m.last_plan, 0.0)
@@ -147,6 +147,41 @@ def test_in_place_rejects_a_segment_winner_that_slows_the_network(monkeypatch):
     # margin 0: a layer's 1 ms gain is under 2 % of this made-up network's whole forward
     chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
                                        method="in_place", margin=0.0)
+    assert chosen[victim] == "dense"
+    assert all(p == "fold" for n, p in chosen.items() if n != victim)
+
+
+def test_a_failed_guard_on_a_large_input_keeps_the_largest_gains(monkeypatch):
+    """As above, but timing each layer again in whole forwards does not fit the budget (a
+    large input): the guard's fallback ranks the layers by their in-place gain and keeps the
+    best k. The victim gains least in its segment, so dropping it alone is what wins."""
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
+    victim = "model.layer2.0.conv2"
+    cost[victim]["fold"] = 1.5  # gains 0.5 ms in place; every other layer gains 1 ms
+    _in_place_machine(monkeypatch, model, cost, {victim: {"fold": 50.0}})
+    calls = []
+    monkeypatch.setattr(network_tuning, "_network", lambda *a, **k: calls.append(a))
+    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
+                                       method="in_place", margin=0.0, budget_s=0.0)
+    assert not calls  # per-layer whole forwards did not fit
+    assert chosen[victim] == "dense"
+    assert all(p == "fold" for n, p in chosen.items() if n != victim)
+
+
+def test_a_layer_decided_again_must_win_by_the_margin_of_its_own_segment(monkeypatch):
+    """After a failed guard a layer's plan is decided again in whole forwards; one layer's gain
+    is a small part of the whole forward, so the margin applies to its segment: a layer 30 %
+    faster in its segment keeps its plan with the default 2 % margin (not 2 % of the network)."""
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
+    for plans in cost.values():
+        plans["fold"] = 0.7 * plans["dense"]
+    victim = "model.layer2.0.conv2"
+    _in_place_machine(monkeypatch, model, cost, {victim: {"fold": 50.0}})
+    # decided again, a layer's 0.6 ms gain is ~1 % of the forward (the victim's 50 ms in it)
+    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
+                                       method="in_place", budget_s=1e3)
     assert chosen[victim] == "dense"
     assert all(p == "fold" for n, p in chosen.items() if n != victim)
 
