@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import (LAYER_SETTINGS, MODEL_SETTINGS, ZOO, by_model, compare_layouts,  # noqa: E402
                      compare_paired, compare_table, layer_speed, load, model_parents,
                      model_speed, paired, search_cost, summarise, zoo, _signed)
-from _tables_speed import full_width, full_width_runs, per_call, zoo_parity  # noqa: E402
+from _tables_speed import (full_width, full_width_runs, per_call, settings,  # noqa: E402
+                          zoo_parity)
 
 from cakes_lite._helpers import atomic_write_text  # noqa: E402
 
@@ -55,8 +56,26 @@ def _mode(meta: dict) -> str | None:
     return layout["meta"].get("mode") if layout else None
 
 
+def _i3d_line() -> str:
+    """The README's line on the paper's network: ResNet-50 I3D against the six layouts."""
+    docs = settings("i3d_speed")
+    cells = [c for doc in docs.values() for c in doc["cells"]]
+    what = "; ".join(
+        f"{doc['isa']}, {doc['threads']} thread{'s' * (doc['threads'] > 1)}: " + ", ".join(
+            f"batch {b} at {size}²" for size, b in sorted({(c["size"], c["batch"])
+                                                          for c in doc["cells"]}))
+        for doc in docs.values())
+    faster = sum(c["ratio"] < 1 for c in cells)
+    return (f"**Speed at the paper's width**: ResNet-50 I3D with the authors' six layouts runs at "
+            f"{_range([c['ratio'] for c in cells])}× the full 3D network's time for "
+            f"{_range([c['mac_ratio'] for c in cells])}× its MACs (model efficiency "
+            f"{_range([c['eff'] for c in cells])}; faster than 3D in {faster} of {len(cells)} "
+            f"cells; {what}); the tiny zoo models are per-call bound — "
+            f"[speed](docs/speed.md).")
+
+
 def readme_results() -> str:
-    """The README's five result lines, every number read from the files the tables use."""
+    """The README's six result lines, every number read from the files the tables use."""
     runs = load("compare.json")["runs"]
     s = {t: {r["variant"]: r for r in rows} for t, rows in summarise(runs).items()}
     pairs = paired(runs)
@@ -97,6 +116,7 @@ def readme_results() -> str:
         f"Dice at {100 * m['cakes-P']['macs_vs_3d']:.0f} % (3D {100 * m['3d']['metric_mean']:.1f}"
         f" %), {verdict} — "
         f"[results](docs/results.md#accuracy-vs-cost-the-papers-claim-in-small).",
+        _i3d_line(),
         f"**Layer speed**: one CAKES layer runs at efficiency {_range(layer)} (1 = time saved "
         f"exactly as MACs are; AVX-512 and AVX2, 1 and 2 threads) — "
         f"[results](docs/results.md#layer-speed).",
