@@ -119,6 +119,32 @@ def test_fit_reduces_loss_and_reports_metrics():
     assert evaluate(result.model, loader(ds, shuffle=False))["top1"] == h[-1]["val_top1"]
 
 
+def test_channels_last_fit_trains_the_same_function_in_channels_last_memory(monkeypatch):
+    """``channels_last=True``: 5D weights and the batches the model sees are channels_last_3d,
+    and the run equals the NCDHW run up to float rounding (same data order, same steps)."""
+    ds = video_data()
+    seen = []
+    runs = {}
+    for cl_on in (False, True):
+        model = small_resnet()
+        model.register_forward_pre_hook(lambda m, args: seen.append(
+            (cl_on, args[0].is_contiguous(memory_format=torch.channels_last_3d))))
+        runs[cl_on] = fit(model, loader(ds), epochs=2, lr=5e-3, progress=False,
+                          channels_last=cl_on)
+    def kernels(run):  # 5D weights of k > 1 (a 1×1×1 kernel is contiguous in both formats)
+        return [p for p in run.model.parameters() if p.dim() == 5 and p.shape[2:].numel() > 1]
+    assert kernels(runs[True]) and all(
+        p.is_contiguous(memory_format=torch.channels_last_3d) and not p.is_contiguous()
+        for p in kernels(runs[True]))
+    assert all(p.is_contiguous() for p in kernels(runs[False]))
+    assert {flag for on, flag in seen if on} == {True}
+    assert {flag for on, flag in seen if not on} == {False}
+    for a, b in zip(runs[False].model.state_dict().values(), runs[True].model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert [r["train_loss"] for r in runs[False].history] == pytest.approx(
+        [r["train_loss"] for r in runs[True].history], rel=1e-4)
+
+
 def test_segmentation_fit_and_per_class_dice():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(8, 1, 8, 8, 8, generator=g)

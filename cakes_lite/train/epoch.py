@@ -102,6 +102,7 @@ class StepContext:
     step: int = 0
     lr: float = 0.0  # the last learning rate set (first group)
     where: Callable[[], str] | None = None  # appended to a NonFiniteLossError's message
+    channels_last: bool = False  # 5D batches in torch.channels_last_3d memory
 
 
 def train_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, *, at: str = ""
@@ -122,6 +123,8 @@ def train_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor, *, at: str = 
     """
     ctx.lr = set_lr(ctx.optimizer, ctx.lr_factor(ctx.step))
     x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+    if ctx.channels_last and x.dim() == 5:  # (N, C, D, H, W) values in (N, D, H, W, C) memory
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     with autocast(ctx.device, ctx.amp):
         out = ctx.train_model(x)
     loss = ctx.loss_fn(out.float(), y)

@@ -111,7 +111,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
         step_hook: Callable[[nn.Module], Any] | None = None, grad_clip: float | None = None,
         max_steps_per_epoch: int | None = None, checkpoint_every: int | None = None,
         progress: bool = True, lr_schedule: Callable[[int, int], float] | None = None,
-        nesterov: bool | None = None) -> FitResult:
+        nesterov: bool | None = None, channels_last: bool = False) -> FitResult:
     """Train ``model`` with AdamW/SGD, linear warm-up + cosine decay, per-epoch checkpoints.
 
     Args:
@@ -152,6 +152,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
             the warm-up + cosine (then ``warmup_epochs`` / ``min_lr_factor`` must stay 0),
             e.g. :class:`~.schedule.MultiStepWarmup`.
         nesterov: for ``optimizer="sgd"``: ``False`` for plain momentum (default Nesterov).
+        channels_last: keep the model's 5D weights and every 5D batch in
+            ``torch.channels_last_3d`` memory (the same values; oneDNN's faster convolution
+            layout on CPU: ``benchmarks/train_speed.py`` times a step both ways). A model whose
+            forward calls ``.view`` on a 5D activation may need ``.reshape`` instead.
 
     Returns:
         :class:`FitResult` with ``.model`` and ``.history`` (one dict per epoch: ``epoch``,
@@ -171,6 +175,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
     loss_fn = loss_fn or default_loss(task)
     n_cls = _num_classes(model, num_classes) if task == "segmentation" else None
     model = model.to(device)
+    if channels_last:  # before the optimiser: its state is made like the parameters
+        model = model.to(memory_format=torch.channels_last_3d)
     opt = make_optimizer(optimizer, param_groups or default_param_groups(model, weight_decay),
                          lr, momentum, nesterov)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype(device, amp) == torch.float16 else None
@@ -190,7 +196,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
     ctx = StepContext(model, train_model, opt, loss_fn, device, factor, amp=amp,
                       scaler=scaler, grad_clip=grad_clip, step_hook=step_hook,
                       step=int(ck.info.get("step", 0)) if ck else 0,
-                      where=lambda: _checkpoint_hint(ckpt_dir))
+                      where=lambda: _checkpoint_hint(ckpt_dir), channels_last=channels_last)
     run_meta = {"task": task, "fit": {"epochs": epochs, "lr": lr, "seed": seed,
                                       "optimizer": optimizer if isinstance(optimizer, str)
                                       else "custom", "weight_decay": weight_decay,
