@@ -136,54 +136,58 @@ def test_in_place_shares_identical_layers_and_keeps_segment_winners(monkeypatch)
     assert chosen == {n: "fold" for n in cost}
 
 
+VICTIM = "model.layer2.0.conv2"
+
+
+def _tune_with_a_victim(monkeypatch, edit=None, **kwargs):
+    """``tune_plans(method="in_place")`` of a CAKES resnet3d_tiny on the made-up machine: every
+    layer's segment winner is ``fold``, but VICTIM's ``fold`` costs the whole network 50 ms
+    that its segment does not show. ``edit(cost)`` changes the segment costs first."""
+    model = for_inference(resnet3d_tiny(builder="cakes").eval())
+    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
+    if edit is not None:
+        edit(cost)
+    _in_place_machine(monkeypatch, model, cost, {VICTIM: {"fold": 50.0}})
+    return network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
+                                     method="in_place", **kwargs)
+
+
+def _victim_alone_dense(chosen):
+    return {n: "dense" if n == VICTIM else "fold" for n in chosen}
+
+
 def test_in_place_rejects_a_segment_winner_that_slows_the_network(monkeypatch):
     """The in-place winner of one layer costs the whole network more than it saves in its
     segment (an effect after the next CAKES layer starts): the guard notices and that layer
     falls back to dense, the others keep their winners."""
-    model = for_inference(resnet3d_tiny(builder="cakes").eval())
-    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
-    victim = "model.layer2.0.conv2"
-    _in_place_machine(monkeypatch, model, cost, {victim: {"fold": 50.0}})
     # margin 0: a layer's 1 ms gain is under 2 % of this made-up network's whole forward
-    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
-                                       method="in_place", margin=0.0)
-    assert chosen[victim] == "dense"
-    assert all(p == "fold" for n, p in chosen.items() if n != victim)
+    chosen = _tune_with_a_victim(monkeypatch, margin=0.0)
+    assert chosen == _victim_alone_dense(chosen)
 
 
 def test_a_failed_guard_on_a_large_input_keeps_the_largest_gains(monkeypatch):
     """As above, but timing each layer again in whole forwards does not fit the budget (a
     large input): the guard's fallback ranks the layers by their in-place gain and keeps the
     best k. The victim gains least in its segment, so dropping it alone is what wins."""
-    model = for_inference(resnet3d_tiny(builder="cakes").eval())
-    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
-    victim = "model.layer2.0.conv2"
-    cost[victim]["fold"] = 1.5  # gains 0.5 ms in place; every other layer gains 1 ms
-    _in_place_machine(monkeypatch, model, cost, {victim: {"fold": 50.0}})
+    def edit(cost):
+        cost[VICTIM]["fold"] = 1.5  # gains 0.5 ms in place; every other layer gains 1 ms
     calls = []
     monkeypatch.setattr(network_tuning, "_network", lambda *a, **k: calls.append(a))
-    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
-                                       method="in_place", margin=0.0, budget_s=0.0)
+    chosen = _tune_with_a_victim(monkeypatch, edit, margin=0.0, budget_s=0.0)
     assert not calls  # per-layer whole forwards did not fit
-    assert chosen[victim] == "dense"
-    assert all(p == "fold" for n, p in chosen.items() if n != victim)
+    assert chosen == _victim_alone_dense(chosen)
 
 
 def test_a_layer_decided_again_must_win_by_the_margin_of_its_own_segment(monkeypatch):
     """After a failed guard a layer's plan is decided again in whole forwards; one layer's gain
     is a small part of the whole forward, so the margin applies to its segment: a layer 30 %
     faster in its segment keeps its plan with the default 2 % margin (not 2 % of the network)."""
-    model = for_inference(resnet3d_tiny(builder="cakes").eval())
-    cost = _costs(model, lambda name, plans: "fold" if "fold" in plans else plans[0])
-    for plans in cost.values():
-        plans["fold"] = 0.7 * plans["dense"]
-    victim = "model.layer2.0.conv2"
-    _in_place_machine(monkeypatch, model, cost, {victim: {"fold": 50.0}})
+    def edit(cost):
+        for plans in cost.values():
+            plans["fold"] = 0.7 * plans["dense"]
     # decided again, a layer's 0.6 ms gain is ~1 % of the forward (the victim's 50 ms in it)
-    chosen = network_tuning.tune_plans(model, torch.randn(1, 3, 4, 16, 16), repeats=2,
-                                       method="in_place", budget_s=1e3)
-    assert chosen[victim] == "dense"
-    assert all(p == "fold" for n, p in chosen.items() if n != victim)
+    chosen = _tune_with_a_victim(monkeypatch, edit, budget_s=1e3)
+    assert chosen == _victim_alone_dense(chosen)
 
 
 def test_a_plan_must_beat_the_fallback_by_the_margin(monkeypatch):
