@@ -2,7 +2,9 @@
 default NCDHW memory, one AdamW step (forward, backward, update) of resnet3d_tiny with each
 builder on a batch of something-something-lite-sized clips, the two forms interleaved in the
 same rounds; prints median ms per step and the ratio (channels_last ÷ NCDHW; below 1 it is
-faster). The values computed are the same (tests/test_train.py checks a whole run).
+faster). Then the same for a search step (``run_search(channels_last=True)``): one SGD step
+of resnet3d_tiny's video-123d supernet in performance and in cost priority. The values
+computed are the same (tests/test_train.py and tests/test_search_run.py check whole runs).
 
     python benchmarks/train_speed.py [--batch 26] [--repeats 15] [--threads 2]
 """
@@ -25,18 +27,24 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from cakes_lite.models import resnet3d_tiny  # noqa: E402
+from cakes_lite.search import supernet  # noqa: E402
 from cakes_lite.speed import interleaved_samples  # noqa: E402
 
 CL = torch.channels_last_3d
 
 
 def step_fn(builder: str, x: torch.Tensor, y: torch.Tensor, channels_last: bool):
-    """One training step of a fresh resnet3d_tiny (seed 0) in the given memory format."""
+    """One training step of a fresh resnet3d_tiny (seed 0) in the given memory format;
+    ``builder`` "search-performance" / "search-cost": its supernet, one SGD step."""
     torch.manual_seed(0)
-    net = resnet3d_tiny(num_classes=13, builder=builder)
+    if builder.startswith("search-"):
+        net = supernet(resnet3d_tiny(num_classes=13), "video-123d", builder[len("search-"):])
+    else:
+        net = resnet3d_tiny(num_classes=13, builder=builder)
     if channels_last:
         net, x = net.to(memory_format=CL), x.contiguous(memory_format=CL)
-    opt = torch.optim.AdamW(net.parameters(), 3e-3)
+    opt = (torch.optim.SGD(net.parameters(), 0.1, momentum=0.9) if builder.startswith("search-")
+           else torch.optim.AdamW(net.parameters(), 3e-3))
 
     def step() -> None:
         loss = F.cross_entropy(net(x), y)
@@ -59,12 +67,12 @@ def main() -> None:
     y = torch.randint(0, 13, (args.batch,), generator=g)
     print(f"batch {args.batch} of 3×8×32² clips, {torch.get_num_threads()} threads, "
           f"{args.repeats} rounds")
-    for builder in ("3d", "2d", "r2plus1d", "cakes"):
+    for builder in ("3d", "2d", "r2plus1d", "cakes", "search-performance", "search-cost"):
         steps = {f"{form}": step_fn(builder, x, y, form == "channels_last")
                  for form in ("ncdhw", "channels_last")}
         t = {k: statistics.median(v) for k, v in
              interleaved_samples(steps, args.repeats, 2).items()}
-        print(f"resnet3d_tiny {builder:9s} NCDHW {t['ncdhw']:7.1f} ms  channels_last "
+        print(f"resnet3d_tiny {builder:18s} NCDHW {t['ncdhw']:7.1f} ms  channels_last "
               f"{t['channels_last']:7.1f} ms  ratio {t['channels_last'] / t['ncdhw']:.2f}")
 
 

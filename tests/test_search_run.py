@@ -56,6 +56,34 @@ def test_same_seed_same_result_and_model_untouched(mode, extra):
     assert not a.supernet.training
 
 
+@pytest.mark.parametrize("mode", ["performance", "cost"])
+def test_channels_last_search_is_the_same_run_and_returns_an_ncdhw_supernet(mode):
+    """``channels_last=True``: every searched conv sees channels_last_3d batches, the run equals
+    the NCDHW run up to float rounding (one epoch: rounding is not yet amplified by SGD at lr
+    0.1), and the returned supernet's weights are NCDHW again."""
+    seen = []
+    runs = {}
+    model = net()
+    for on in (False, True):
+        seen.clear()
+        hook = nn.modules.module.register_module_forward_pre_hook(  # training steps' inputs
+            lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)
+                                        and not args[0].is_contiguous())
+            if isinstance(m, cl.SearchConv3d) and m.training else None)
+        try:
+            runs[on] = cl.run_search(model, data(), space="video-123d", mode=mode, epochs=1,
+                                     warmup_epochs=0, lr=0.1, seed=1, progress=False,
+                                     channels_last=on)
+        finally:
+            hook.remove()
+        assert seen and set(seen) == {on}
+    a, b = runs[False], runs[True]
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-4)
+    for x, y in zip(a.supernet.state_dict().values(), b.supernet.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+    assert all(p.is_contiguous() for p in b.supernet.parameters())
+
+
 def test_training_moves_gamma_and_budget_passes_through():
     res = cl.run_search(net(), data(), space="video-123d", mode="cost", epochs=1, lr=0.1,
                         sparsity=0.05, budget=0.4, seed=0, progress=False)

@@ -133,6 +133,35 @@ def test_dense_and_grouped_paths_agree(training):
                                    atol=1e-4)
 
 
+@pytest.mark.parametrize("mode,impl", [("performance", "dense"), ("performance", "fast"),
+                                       ("cost", "fast")])
+def test_channels_last_input_gives_the_same_values_and_keeps_its_format(mode, impl):
+    """A channels_last_3d input: the same output and gradients as NCDHW (up to rounding), the
+    output and the gradient reaching the BN in channels_last_3d too (no mixed-format BN)."""
+    torch.manual_seed(6)
+    layer = cl.SearchConv3d(3, 6, SPACE, mode=mode, stride=(1, 2, 2))
+    layer.impl = impl
+    idx = layer.sample()
+    layer.sample = lambda: idx
+    x = torch.randn(2, 3, 4, 6, 5)
+    results = {}
+    for fmt in (torch.contiguous_format, torch.channels_last_3d):
+        layer.zero_grad()
+        xf = x.clone(memory_format=fmt).requires_grad_(True)
+        y = layer(xf)
+        assert y.is_contiguous(memory_format=fmt)
+        (y * y).sum().backward()
+        results[fmt] = (y.detach(), xf.grad, {n: w.grad.clone() for n, w in layer.weights.items()},
+                        layer.bn.weight.grad.clone())
+    (y0, gx0, gw0, gg0), (y1, gx1, gw1, gg1) = results.values()
+    assert not y1.is_contiguous()  # really channels_last, not a format-ambiguous shape
+    torch.testing.assert_close(y0, y1, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gx0, gx1, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gg0, gg1, rtol=1e-4, atol=1e-4)
+    for name in gw0:
+        torch.testing.assert_close(gw0[name], gw1[name], rtol=1e-3, atol=1e-4)
+
+
 def test_cost_mode_sums_candidates_after_bn():
     torch.manual_seed(4)
     layer = cl.SearchConv3d(2, 3, SPACE, mode="cost").eval()

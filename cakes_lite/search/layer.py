@@ -75,12 +75,21 @@ def rank_candidates(scores: torch.Tensor) -> torch.Tensor:
     return tie[order]
 
 
-def _contiguous_grad(y: torch.Tensor) -> None:
-    """Make the gradient arriving at the BN output NCDHW-contiguous like the BN input: the next
-    layer's fast conv path (channels_last_3d) would otherwise send a channels_last gradient,
-    and BatchNorm's CPU backward on mixed memory formats is several times slower."""
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d for an input in that memory (and not also NCDHW-contiguous, as inputs
+    with size-1 dims can be), else NCDHW: the layer keeps its input's format."""
+    cl = torch.channels_last_3d
+    return cl if x.is_contiguous(memory_format=cl) and not x.is_contiguous() else \
+        torch.contiguous_format
+
+
+def _same_format_grad(y: torch.Tensor, fmt: torch.memory_format) -> None:
+    """Make the gradient arriving at the BN output contiguous in the BN input's format ``fmt``:
+    the next layer's fast conv path (channels_last_3d) would otherwise send a channels_last
+    gradient to an NCDHW BN (or the reverse), and BatchNorm's CPU backward on mixed memory
+    formats is several times slower."""
     if y.requires_grad:
-        y.register_hook(lambda g: g.contiguous())
+        y.register_hook(lambda g: g.contiguous(memory_format=fmt))
 
 
 class SearchConv3d(nn.Module):
@@ -194,16 +203,18 @@ class SearchConv3d(nn.Module):
     # -- forward --------------------------------------------------------------------------
     def _grouped(self, x: torch.Tensor, rows: list[torch.Tensor | None]) -> torch.Tensor:
         """The candidates' convolutions, groups concatenated in canonical order (one entry of
-        ``rows`` per sub-kernel: filter indices to compute, None for all, empty to skip)."""
+        ``rows`` per sub-kernel: filter indices to compute, None for all, empty to skip), in
+        the memory format of ``x``."""
         weights = [w if r is None else w.index_select(0, r)  # only these filters are computed
                    for w, r in zip((self.weights[n] for n in self.candidates), rows)
                    if r is None or r.numel()]
         # groups share conv calls where that is faster (cakes_lite/fast/plans.py), as CAKESConv3d
         impl = "fast" if self.impl == "dense" else self.impl
         y = plans.forward(x, weights, None, self.stride, impl)
-        # NCDHW again: BatchNorm's CPU backward is many times slower on channels_last_3d input
-        # whenever the incoming gradient is not channels_last too
-        return y.contiguous()
+        # the input's format again (NCDHW, or channels_last_3d where the caller chose it, e.g.
+        # run_search(channels_last=True)): BatchNorm's CPU backward is many times slower when
+        # its input and incoming gradient differ in format
+        return y.contiguous(memory_format=_memory_format(x))
 
     def _embedded(self, op: torch.Tensor) -> torch.Tensor:
         """(C_out, C_in, k, k, k): filter c of sub-kernel op[c], zero-embedded at the centre."""
@@ -228,6 +239,7 @@ class SearchConv3d(nn.Module):
             y = self._grouped(x, [grouped[grouped // c_out == i] % c_out
                                   for i in range(len(self.candidates))])
             y = y.index_select(1, torch.argsort(grouped % c_out))  # (N, C_out, D', H', W')
+            y = y.contiguous(memory_format=_memory_format(x))
         track = bn.track_running_stats and bn.running_mean is not None
         update = self.training and track
         momentum = 0.0 if bn.momentum is None else bn.momentum
@@ -243,7 +255,7 @@ class SearchConv3d(nn.Module):
         # sync BN (run_search(sync_bn=True)): statistics of these channels over all processes
         norm = sync_batch_norm if isinstance(bn, SyncBatchNorm3d) else F.batch_norm
         y = norm(y, mean, var, weight, bias, self.training or not track, momentum, bn.eps)
-        _contiguous_grad(y)
+        _same_format_grad(y, _memory_format(x))
         if update:
             with torch.no_grad():
                 bn.running_mean.index_copy_(0, idx, mean)
@@ -252,10 +264,15 @@ class SearchConv3d(nn.Module):
 
     def _forward_cost(self, x: torch.Tensor) -> torch.Tensor:
         n, c_out = len(self.candidates), self.out_channels
+        fmt = _memory_format(x)
         y = self.bn(self._grouped(x, [None] * n))  # (N, n·C_out, D', H', W')
-        _contiguous_grad(y)
+        _same_format_grad(y, fmt)
         # y_c = Σ_i (γ_{i,c} x̂_{i,c} + β_{i,c}):  (N, n, C_out, D', H', W') summed over n
-        return y.view(y.shape[0], n, c_out, *y.shape[2:]).sum(dim=1)
+        if fmt == torch.contiguous_format:
+            return y.view(y.shape[0], n, c_out, *y.shape[2:]).sum(dim=1)
+        # channels_last_3d: a sum over the view would come out NCDHW; adding the candidates'
+        # channel slices keeps the input's format
+        return sum((y[:, i * c_out:(i + 1) * c_out] for i in range(1, n)), y[:, :c_out])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (N, C_in, D, H, W)
