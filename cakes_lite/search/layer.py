@@ -270,9 +270,10 @@ class SearchConv3d(nn.Module):
         # y_c = Σ_i (γ_{i,c} x̂_{i,c} + β_{i,c}):  (N, n, C_out, D', H', W') summed over n
         if fmt == torch.contiguous_format:
             return y.view(y.shape[0], n, c_out, *y.shape[2:]).sum(dim=1)
-        # channels_last_3d: a sum over the view would come out NCDHW; adding the candidates'
-        # channel slices keeps the input's format
-        return sum((y[:, i * c_out:(i + 1) * c_out] for i in range(1, n)), y[:, :c_out])
+        # channels_last_3d: the same sum on the (N, D', H', W', n·C_out) memory, so that the
+        # result stays channels-last (and its backward is one expand, like the view's above)
+        z = y.permute(0, 2, 3, 4, 1)
+        return z.reshape(*z.shape[:4], n, c_out).sum(dim=4).permute(0, 4, 1, 2, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (N, C_in, D, H, W)
