@@ -42,3 +42,23 @@ def test_search_cli_rejects_a_bad_budget(tmp_path, capsys):
     assert main(argv) == 2
     assert "smallest reachable" in capsys.readouterr().err
     assert not (tmp_path / "l.json").exists()
+
+
+def test_search_cli_channels_last_runs_the_supernet_in_channels_last_memory(tmp_path, capsys):
+    """``--channels-last``: every training forward of a searched layer gets channels_last_3d
+    input, and the layout is written as without it."""
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)
+                                    and not args[0].is_contiguous())
+        if isinstance(m, cl.SearchConv3d) and m.training else None)
+    out = tmp_path / "layout.json"
+    try:
+        assert main(["search", "--data", "synthetic-video", "--frames", "4", "--size", "16",
+                     "--train-samples", "16", "--batch-size", "8", "--epochs", "1",
+                     "--channels-last", "--no-progress", "--out", str(out)]) == 0
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {True}
+    assert set(cl.Layout.from_json(out)) and json.loads(
+        capsys.readouterr().out.strip().splitlines()[-1])["layout"] == str(out)

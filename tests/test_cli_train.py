@@ -89,3 +89,22 @@ def test_errors_are_one_line_messages(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_train_channels_last_trains_in_channels_last_memory(tmp_path, capsys):
+    """``--channels-last``: the 3×3×3 convs see channels_last_3d batches while training, and the
+    checkpoint loads back into an ordinary model."""
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last_3d)
+                                    and not args[0].is_contiguous())
+        if isinstance(m, torch.nn.Conv3d) and m.training and m.kernel_size == (3, 3, 3) else None)
+    out = tmp_path / "run"
+    try:
+        assert main(["train", *VIDEO, "--epochs", "1", "--val-samples", "0", "--channels-last",
+                     "--out", str(out)]) == 0
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {True}
+    model = load_checkpoint(out).model
+    assert model(torch.randn(1, 3, 4, 16, 16)).shape == (1, 13)

@@ -78,7 +78,8 @@ def search(args: argparse.Namespace) -> int:
                         metric=args.metric, device=device, seed=args.seed,
                         weight_decay=o["weight_decay"], momentum=o.get("momentum", 0.9),
                         lr_schedule=R.lr_schedule(recipe), grad_clip=o["grad_clip"],
-                        amp=not args.no_amp, sync_bn=o["sync_bn"], callback=report,
+                        amp=not args.no_amp, sync_bn=o["sync_bn"],
+                        channels_last=args.channels_last, callback=report,
                         progress=not args.no_progress and is_main())
     layout = result.layout
     layout.meta.update({

@@ -74,7 +74,8 @@ def train(args: argparse.Namespace) -> int:
         result = fit(model, train_loader, val_loader, task=recipe.task, device=device,
                      amp=not args.no_amp, seed=args.seed, deterministic=args.deterministic,
                      checkpoint_dir=args.out, resume=args.resume, meta=meta, callback=report,
-                     progress=not args.no_progress, **R.optimiser_settings(recipe, model))
+                     channels_last=args.channels_last, progress=not args.no_progress,
+                     **R.optimiser_settings(recipe, model))
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         cleanup()

@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1 …; with "
                    "--recipe: cuda:LOCAL_RANK where there is CUDA")
     s.add_argument("--no-amp", action="store_true", help="--recipe: no mixed precision on CUDA")
+    s.add_argument("--channels-last", action="store_true", help="run the supernet in "
+                   "channels_last_3d memory (the same values; faster on CPU in performance "
+                   "priority, see docs/library.md)")
     s.add_argument("--out", required=True, metavar="LAYOUT.json", help="where to write the layout")
     s.add_argument("--supernet", default=None, metavar="FILE.safetensors", help="--recipe: "
                    "also write the trained supernet (weights, γ, BN statistics)")
@@ -118,7 +121,8 @@ def main(args: argparse.Namespace) -> int:
                         lr=args.lr, sparsity=args.sparsity, target=args.target,
                         budget=args.budget,
                         round_to=args.round_to, metric=args.metric, device=args.device,
-                        seed=args.seed, callback=report, progress=not args.no_progress)
+                        seed=args.seed, channels_last=args.channels_last, callback=report,
+                        progress=not args.no_progress)
     layout = result.layout
     layout.meta.update({"model": model_name, "model_args": parse_model_args(args.model_arg),
                         "data": {**cfg, "train_samples": len(train_ds)},

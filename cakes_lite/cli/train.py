@@ -168,6 +168,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if any)")
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     t.add_argument("--deterministic", action="store_true", help="deterministic cuDNN")
+    t.add_argument("--channels-last", action="store_true", help="train in channels_last_3d "
+                   "memory (the same values; faster on CPU for most nets, see docs/library.md)")
     t.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory")
     t.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out if there is one")
@@ -227,7 +229,7 @@ def main(args: argparse.Namespace) -> int:
                      amp=not args.no_amp, seed=args.seed, deterministic=args.deterministic,
                      checkpoint_dir=args.out, resume=args.resume, meta=meta, callback=report,
                      max_steps_per_epoch=args.max_steps_per_epoch,
-                     progress=not args.no_progress)
+                     channels_last=args.channels_last, progress=not args.no_progress)
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         cleanup()
