@@ -46,6 +46,7 @@ from ..fast import plans
 from ..kernels import kernel_shape, kernel_volume, resolve_space
 from ..train.sync_bn import SyncBatchNorm3d, sync_batch_norm
 from .distributed import agree
+from .memory_format import memory_format, same_format_grad, sum_candidates
 
 MODES = ("performance", "cost")
 
@@ -73,23 +74,6 @@ def rank_candidates(scores: torch.Tensor) -> torch.Tensor:
     flat = scores.detach().reshape(-1).cpu().to(torch.float64)  # .cpu() first: MPS has no f64
     order = torch.sort(-flat[tie], stable=True).indices
     return tie[order]
-
-
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    """channels_last_3d for an input in that memory (and not also NCDHW-contiguous, as inputs
-    with size-1 dims can be), else NCDHW: the layer keeps its input's format."""
-    cl = torch.channels_last_3d
-    return cl if x.is_contiguous(memory_format=cl) and not x.is_contiguous() else \
-        torch.contiguous_format
-
-
-def _same_format_grad(y: torch.Tensor, fmt: torch.memory_format) -> None:
-    """Make the gradient arriving at the BN output contiguous in the BN input's format ``fmt``:
-    the next layer's fast conv path (channels_last_3d) would otherwise send a channels_last
-    gradient to an NCDHW BN (or the reverse), and BatchNorm's CPU backward on mixed memory
-    formats is several times slower."""
-    if y.requires_grad:
-        y.register_hook(lambda g: g.contiguous(memory_format=fmt))
 
 
 class SearchConv3d(nn.Module):
@@ -214,7 +198,7 @@ class SearchConv3d(nn.Module):
         # the input's format again (NCDHW, or channels_last_3d where the caller chose it, e.g.
         # run_search(channels_last=True)): BatchNorm's CPU backward is many times slower when
         # its input and incoming gradient differ in format
-        return y.contiguous(memory_format=_memory_format(x))
+        return y.contiguous(memory_format=memory_format(x))
 
     def _embedded(self, op: torch.Tensor) -> torch.Tensor:
         """(C_out, C_in, k, k, k): filter c of sub-kernel op[c], zero-embedded at the centre."""
@@ -239,7 +223,7 @@ class SearchConv3d(nn.Module):
             y = self._grouped(x, [grouped[grouped // c_out == i] % c_out
                                   for i in range(len(self.candidates))])
             y = y.index_select(1, torch.argsort(grouped % c_out))  # (N, C_out, D', H', W')
-            y = y.contiguous(memory_format=_memory_format(x))
+            y = y.contiguous(memory_format=memory_format(x))
         track = bn.track_running_stats and bn.running_mean is not None
         update = self.training and track
         momentum = 0.0 if bn.momentum is None else bn.momentum
@@ -255,7 +239,7 @@ class SearchConv3d(nn.Module):
         # sync BN (run_search(sync_bn=True)): statistics of these channels over all processes
         norm = sync_batch_norm if isinstance(bn, SyncBatchNorm3d) else F.batch_norm
         y = norm(y, mean, var, weight, bias, self.training or not track, momentum, bn.eps)
-        _same_format_grad(y, _memory_format(x))
+        same_format_grad(y, memory_format(x))
         if update:
             with torch.no_grad():
                 bn.running_mean.index_copy_(0, idx, mean)
@@ -264,16 +248,10 @@ class SearchConv3d(nn.Module):
 
     def _forward_cost(self, x: torch.Tensor) -> torch.Tensor:
         n, c_out = len(self.candidates), self.out_channels
-        fmt = _memory_format(x)
         y = self.bn(self._grouped(x, [None] * n))  # (N, n·C_out, D', H', W')
-        _same_format_grad(y, fmt)
-        # y_c = Σ_i (γ_{i,c} x̂_{i,c} + β_{i,c}):  (N, n, C_out, D', H', W') summed over n
-        if fmt == torch.contiguous_format:
-            return y.view(y.shape[0], n, c_out, *y.shape[2:]).sum(dim=1)
-        # channels_last_3d: the same sum on the (N, D', H', W', n·C_out) memory, so that the
-        # result stays channels-last (and its backward is one expand, like the view's above)
-        z = y.permute(0, 2, 3, 4, 1)
-        return z.reshape(*z.shape[:4], n, c_out).sum(dim=4).permute(0, 4, 1, 2, 3)
+        same_format_grad(y, memory_format(x))
+        # y_c = Σ_i (γ_{i,c} x̂_{i,c} + β_{i,c})
+        return sum_candidates(y, n, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (N, C_in, D, H, W)
