@@ -9,6 +9,7 @@ from torch import nn
 
 from cakes_lite import CAKESConv3d
 from cakes_lite.deploy import network_tuning
+from cakes_lite.fast import autotune
 from cakes_lite.deploy.inference import for_inference
 from cakes_lite.models import resnet3d_tiny
 
@@ -51,7 +52,7 @@ def test_tune_plans_reports_each_layer_under_its_own_name(monkeypatch):
     and reported under that layer's name."""
     model = for_inference(resnet3d_tiny(builder="cakes").eval())
     layers = {n: m for n, m in model.named_modules() if isinstance(m, CAKESConv3d)}
-    candidates = {n: network_tuning.autotune.candidates(
+    candidates = {n: autotune.candidates(
         [w.detach() for w in m.weights.values()], m.stride, m.allow_dense)
         for n, m in layers.items()}
     # layer i's winner: its candidate i (mod how many it has); neighbours differ
@@ -95,7 +96,7 @@ def _costs(model, want, slower=None):
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, CAKESConv3d):
-            plans = network_tuning.autotune.candidates(
+            plans = autotune.candidates(
                 [w.detach() for w in m.weights.values()], m.stride, m.dense_allowed())
             out[name] = {p: 1.0 if p == want(name, plans) else 2.0 if p == "dense" else 3.0
                          for p in plans}

@@ -37,84 +37,15 @@ Used by ``for_inference(model, example=x)``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..fast import autotune
 from ..ops import CAKESConv3d
 from ..speed import CLOCKS, interleaved_samples
+from .plan_classes import PlanClass, decide, pin, plan_classes
 
 METHODS = ("auto", "in_place", "network")
-
-
-@dataclass
-class PlanClass:
-    """Layers whose calls are identical: tuned once, one plan for all (``"in_place"``).
-
-    Attributes:
-        names, layers: the member layers, in module order.
-        plans: the candidate plans (:func:`cakes_lite.fast.autotune.candidates`).
-        fallback: ``"dense"`` where allowed, else the static default (or the only candidate).
-        times: plan -> the samples that decided (ms), filled by the tuning.
-        chosen: the plan pinned on every member.
-    """
-
-    names: list[str]
-    layers: list[CAKESConv3d]
-    plans: list[str]
-    fallback: str
-    times: dict[str, list[float]] = field(default_factory=dict)
-    chosen: str | None = None
-    margin: float | None = None  # set where a choice is decided again (its segment's share)
-
-
-def _classes(model: nn.Module, example: torch.Tensor) -> list[PlanClass]:
-    """The fast-path CAKES layers of ``model`` that run on ``example``, grouped by their call;
-    every layer pinned to its fallback."""
-    layers = []
-    for name, layer in model.named_modules():
-        if isinstance(layer, CAKESConv3d) and layer.impl == "fast":
-            weights = [w.detach() for w in layer.weights.values()]
-            plans = autotune.candidates(weights, layer.stride, layer.dense_allowed())
-            layer.plan = ("dense" if "dense" in plans else autotune.DEFAULT_PLAN
-                          if autotune.DEFAULT_PLAN in plans else plans[0])
-            layers.append((name, layer, plans, tuple(tuple(w.shape) for w in weights)))
-    seen: dict[int, tuple] = {}
-
-    def signature(module: nn.Module, args: tuple) -> None:
-        x = args[0]
-        seen.setdefault(id(module), (tuple(x.shape), x.stride(), x.dtype, str(x.device)))
-
-    hooks = [layer.register_forward_pre_hook(signature) for _, layer, _, _ in layers]
-    try:
-        model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    groups: dict[tuple, PlanClass] = {}
-    for name, layer, plans, shapes in layers:
-        if id(layer) not in seen:  # not called on this input: left to per-layer autotuning
-            layer.plan = None
-            continue
-        key = (seen[id(layer)], shapes, layer.bias is not None, layer.stride, tuple(plans))
-        cls = groups.setdefault(key, PlanClass([], [], plans, layer.plan))
-        cls.names.append(name)
-        cls.layers.append(layer)
-    return list(groups.values())
-
-
-def _pin(classes: list[PlanClass], plans: list[str]) -> None:
-    for cls, plan in zip(classes, plans):
-        for layer in cls.layers:
-            layer.plan = plan
-
-
-def _decide(cls: PlanClass, best_of: dict[str, float], margin: float) -> str:
-    """The fastest plan if it beats the fallback by more than ``margin``, else the fallback."""
-    best = min(cls.plans, key=best_of.__getitem__)
-    return best if best_of[best] < best_of[cls.fallback] * (1 - margin) else cls.fallback
 
 
 def _clock(example: torch.Tensor) -> str:
@@ -185,14 +116,14 @@ def _network(model: nn.Module, example: torch.Tensor, classes: list[PlanClass],
     for cls in classes:
         def step(plan: str, cls: PlanClass = cls):
             def run() -> None:
-                _pin([cls], [plan])
+                pin([cls], [plan])
                 model(example)
             return run
         cls.times = interleaved_samples({p: step(p) for p in cls.plans}, repeats, warmup,
                                         clock=_clock(example), device=example.device)
-        cls.chosen = _decide(cls, {p: min(t) for p, t in cls.times.items()},
+        cls.chosen = decide(cls, {p: min(t) for p, t in cls.times.items()},
                              margin if cls.margin is None else cls.margin)
-        _pin([cls], [cls.chosen])
+        pin([cls], [cls.chosen])
 
 
 def _decide_again(model: nn.Module, example: torch.Tensor, changed: list[PlanClass],
@@ -219,7 +150,7 @@ def _decide_again(model: nn.Module, example: torch.Tensor, changed: list[PlanCla
 
     def step(k: int):
         def run() -> None:
-            _pin(order, [c.chosen if i < k else c.fallback for i, c in enumerate(order)])
+            pin(order, [c.chosen if i < k else c.fallback for i, c in enumerate(order)])
             model(example)
         return run
     rounds = max(2, min(repeats, int(left_s / (len(keep) * seconds)) - 1))
@@ -228,7 +159,7 @@ def _decide_again(model: nn.Module, example: torch.Tensor, changed: list[PlanCla
     best = min(keep, key=lambda k: min(times[str(k)]))
     for i, cls in enumerate(order):
         cls.chosen = cls.chosen if i < best else cls.fallback
-    _pin(order, [cls.chosen for cls in order])
+    pin(order, [cls.chosen for cls in order])
 
 
 def _guard(model: nn.Module, example: torch.Tensor, classes: list[PlanClass],
@@ -240,12 +171,12 @@ def _guard(model: nn.Module, example: torch.Tensor, classes: list[PlanClass],
 
     def step(plans: list[str]):
         def run() -> None:
-            _pin(classes, plans)
+            pin(classes, plans)
             model(example)
         return run
     times = interleaved_samples({"chosen": step(chosen), "fallback": step(fallback)}, repeats,
                                 warmup, clock=_clock(example), device=example.device)
-    _pin(classes, chosen)
+    pin(classes, chosen)
     return min(times["chosen"]) < min(times["fallback"]) * (1 - margin)
 
 
@@ -299,7 +230,7 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5,
     if not any(isinstance(m, CAKESConv3d) for m in model.modules()):
         raise ValueError("model: expected a network with CAKESConv3d layers, found none")
     start = time.perf_counter()
-    classes = _classes(model, example)  # every layer at its fallback from here on
+    classes = plan_classes(model, example)  # every layer at its fallback from here on
     for cls in classes:
         if len(cls.plans) == 1:
             cls.chosen = cls.plans[0]
@@ -326,9 +257,9 @@ def tune_plans(model: nn.Module, example: torch.Tensor, repeats: int = 5,
         samples = time_in_place(model, example, tuned, rounds)
         for cls, times in zip(tuned, samples):
             cls.times = times
-            cls.chosen = _decide(cls, {p: min(t) if t else float("inf")
+            cls.chosen = decide(cls, {p: min(t) if t else float("inf")
                                        for p, t in times.items()}, margin)
-        _pin(tuned, [cls.chosen for cls in tuned])
+        pin(tuned, [cls.chosen for cls in tuned])
         changed = [cls for cls in tuned if cls.chosen != cls.fallback]
         if changed and not _guard(model, example, tuned, guard_rounds, 1, margin):
             left = budget_s - (time.perf_counter() - start)
