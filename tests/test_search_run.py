@@ -82,6 +82,7 @@ def test_channels_last_search_is_the_same_run_and_returns_an_ncdhw_supernet(mode
     for x, y in zip(a.supernet.state_dict().values(), b.supernet.state_dict().values()):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
     assert all(p.is_contiguous() for p in b.supernet.parameters())
+    assert (a.settings["channels_last"], b.settings["channels_last"]) == (False, True)
 
 
 def test_training_moves_gamma_and_budget_passes_through():

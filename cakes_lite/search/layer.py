@@ -212,7 +212,7 @@ class SearchConv3d(nn.Module):
         return torch.stack(padded)[op, torch.arange(self.out_channels, device=op.device)]
 
     def _forward_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        c_out, bn = self.out_channels, self.bn
+        c_out, bn, fmt = self.out_channels, self.bn, memory_format(x)
         op = idx // c_out  # idx in channel order: idx[c] = op[c]·C_out + c
         if self.impl == "dense":
             # one conv3d with the C_out chosen filters embedded in k×k×k kernels: the time of
@@ -223,7 +223,7 @@ class SearchConv3d(nn.Module):
             y = self._grouped(x, [grouped[grouped // c_out == i] % c_out
                                   for i in range(len(self.candidates))])
             y = y.index_select(1, torch.argsort(grouped % c_out))  # (N, C_out, D', H', W')
-            y = y.contiguous(memory_format=memory_format(x))
+            y = y.contiguous(memory_format=fmt)
         track = bn.track_running_stats and bn.running_mean is not None
         update = self.training and track
         momentum = 0.0 if bn.momentum is None else bn.momentum
@@ -239,7 +239,7 @@ class SearchConv3d(nn.Module):
         # sync BN (run_search(sync_bn=True)): statistics of these channels over all processes
         norm = sync_batch_norm if isinstance(bn, SyncBatchNorm3d) else F.batch_norm
         y = norm(y, mean, var, weight, bias, self.training or not track, momentum, bn.eps)
-        same_format_grad(y, memory_format(x))
+        same_format_grad(y, fmt)
         if update:
             with torch.no_grad():
                 bn.running_mean.index_copy_(0, idx, mean)

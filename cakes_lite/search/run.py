@@ -73,7 +73,8 @@ class SearchResult:
             ``gamma_frozen_steps``, ``l1_steps``, ``sparsity`` (a number, or how a target
             steered it),
             ``sampling``, ``target``, ``metric``, ``cost_fraction``, ``target_met``,
-            ``gamma_moved`` ({layer: mean |γ| shift / mean |γ| at start}).
+            ``gamma_moved`` ({layer: mean |γ| shift / mean |γ| at start}), ``sync_bn``,
+            ``channels_last``, ``lr_schedule``, ``world_size``.
         warning: one line when the layout should not be trusted (supernet near chance, |γ|
             barely moved), else None; also issued as a UserWarning.
     """
@@ -306,7 +307,8 @@ def run_search(model: nn.Module, train_loader: Iterable, *, space="video-123d",
         "sampling": "uniform" if not sampling_power else f"|γ|^a, a ramping to {sampling_power}",
         "target": target, "metric": metric, "cost_fraction": layout.meta.get("cost_fraction"),
         "target_met": None, "gamma_moved": moved, "world_size": world_size(),
-        "sync_bn": sync_bn, "lr_schedule": "cosine" if lr_schedule is None else repr(lr_schedule)}
+        "sync_bn": sync_bn, "channels_last": channels_last,
+        "lr_schedule": "cosine" if lr_schedule is None else repr(lr_schedule)}
     if control is not None:
         cost = layout.meta["cost_fraction"]
         settings["target_met"] = control.met(cost)
