@@ -4,7 +4,8 @@ builder on a batch of something-something-lite-sized clips, the two forms interl
 same rounds; prints median ms per step and the ratio (channels_last ÷ NCDHW; below 1 it is
 faster). Then the same for a search step (``run_search(channels_last=True)``): one SGD step
 of resnet3d_tiny's video-123d supernet in performance and in cost priority. The values
-computed are the same (tests/test_train.py and tests/test_search_run.py check whole runs).
+computed are the same up to float rounding (tests/test_train.py and tests/test_search_run.py
+check whole runs).
 
     python benchmarks/train_speed.py [--batch 26] [--repeats 15] [--threads 2]
 """

@@ -72,8 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "--recipe: cuda:LOCAL_RANK where there is CUDA")
     s.add_argument("--no-amp", action="store_true", help="--recipe: no mixed precision on CUDA")
     s.add_argument("--channels-last", action="store_true", help="run the supernet in "
-                   "channels_last_3d memory (the same values; faster on CPU in performance "
-                   "priority, see docs/library.md)")
+                   "channels_last_3d memory (the same values up to float rounding; faster on "
+                   "CPU in performance priority, see docs/library.md)")
     s.add_argument("--out", required=True, metavar="LAYOUT.json", help="where to write the layout")
     s.add_argument("--supernet", default=None, metavar="FILE.safetensors", help="--recipe: "
                    "also write the trained supernet (weights, γ, BN statistics)")

@@ -169,7 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     t.add_argument("--deterministic", action="store_true", help="deterministic cuDNN")
     t.add_argument("--channels-last", action="store_true", help="train in channels_last_3d "
-                   "memory (the same values; faster on CPU for most nets, see docs/library.md)")
+                   "memory (the same values up to float rounding; faster on CPU for most "
+                   "nets, see docs/library.md)")
     t.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory")
     t.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out if there is one")

@@ -153,9 +153,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: Iterable | None 
             e.g. :class:`~.schedule.MultiStepWarmup`.
         nesterov: for ``optimizer="sgd"``: ``False`` for plain momentum (default Nesterov).
         channels_last: keep the model's 5D weights and every 5D batch in
-            ``torch.channels_last_3d`` memory (the same values; oneDNN's faster convolution
-            layout on CPU: ``benchmarks/train_speed.py`` times a step both ways). A model whose
-            forward calls ``.view`` on a 5D activation may need ``.reshape`` instead.
+            ``torch.channels_last_3d`` memory (the same values up to float rounding; oneDNN's
+            faster convolution layout on CPU: ``benchmarks/train_speed.py`` times a step both
+            ways). A model whose forward calls ``.view`` on a 5D activation may need
+            ``.reshape`` instead.
 
     Returns:
         :class:`FitResult` with ``.model`` and ``.history`` (one dict per epoch: ``epoch``,
